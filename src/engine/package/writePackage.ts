@@ -1,0 +1,160 @@
+// Writes a pruned copy of a model package: the decoder with layers removed and weights
+// replaced, the config updated to match, every other file copied under the same name.
+// Everything goes to a temporary sibling folder that is renamed into place only when
+// complete, so a failure or cancel never leaves a half-written package behind.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
+import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { ModelPackage, PackageError, recordedChunks } from './modelPackage';
+
+export interface PruneWriteOptions {
+  remove: number[];
+  /** Initializer name -> new values (same shape and dtype as the original). */
+  replace?: Map<string, Float32Array | Float64Array>;
+  outDir: string;
+  /** Replace an existing output folder (it is only removed once the new one is complete). */
+  overwrite?: boolean;
+  /** Extra JSON files written at the package root (report, recipe). */
+  extraJson?: Record<string, unknown>;
+  /** Checked between steps; throw to abort (cancel). */
+  checkCancelled?: () => void;
+}
+
+export interface PruneWriteResult {
+  outDir: string;
+  removed: number[];
+  numLayers: number;
+  decoder: string;
+  bytes: number;
+  skippedVariants: string[];
+}
+
+const CHUNK_LIMIT = 2 ** 31 - 2 ** 20; // stay under what Node and browsers read in one call
+
+export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): PruneWriteResult {
+  const outDir = path.resolve(opts.outDir);
+  if (outDir === pkg.root || (pkg.layout !== 'single' && outDir.startsWith(pkg.root + path.sep))) {
+    throw new PackageError('the output folder must be outside the model folder: the original package is never modified');
+  }
+  if (fs.existsSync(outDir) && !opts.overwrite) {
+    throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
+  }
+  fs.mkdirSync(path.dirname(outDir), { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
+  const src = OnnxFile.open(pkg.decoder);
+  try {
+    const check = opts.checkCancelled ?? (() => undefined);
+    const removal = removeLayers(src.model, opts.remove);
+    let model = removal.model;
+    const inits = src.initializerMap();
+    for (const [name, values] of opts.replace ?? []) {
+      const orig = inits.get(name);
+      if (!orig) throw new PackageError(`weight ${name} not found in ${path.basename(pkg.decoder)}`);
+      if (!model.graph.initializer.some((t) => t.name === name)) {
+        throw new PackageError(`weight ${name} belongs to a removed layer (or was renamed); replace weights by their original names of retained layers`);
+      }
+      model = replaceInitializer(model, name, values, orig);
+    }
+    check();
+
+    const decoderRel = path.relative(pkg.root, pkg.decoder);
+    const outDecoder = path.join(tmp, decoderRel);
+    fs.mkdirSync(path.dirname(outDecoder), { recursive: true });
+    const srcLocations = externalLocations(src.model).sort();
+    let dataFiles: string[] = [];
+    let written;
+    if (srcLocations.length) {
+      const sizes = srcLocations.map((l) => fs.statSync(src.resolveExternal(l)).size);
+      const maxChunk = srcLocations.length > 1 ? Math.min(CHUNK_LIMIT, Math.max(...sizes)) : CHUNK_LIMIT;
+      written = writeOnnx(model, src, outDecoder, { baseName: srcLocations[0], maxChunkBytes: maxChunk, chunkName: (i) => `${srcLocations[0]}_${i}` });
+      dataFiles = written.dataFiles;
+    } else {
+      written = writeOnnx(model, src, outDecoder);
+    }
+    check();
+
+    // Copy the rest of the package, minus the decoder's own files and stale decoder variants.
+    const skip = new Set<string>([decoderRel, ...srcLocations.map((l) => path.join(path.dirname(decoderRel), l))]);
+    const skippedVariants: string[] = [];
+    for (const v of pkg.otherDecoderVariants) {
+      skip.add(v);
+      skippedVariants.push(v);
+      const vdir = path.dirname(v);
+      const vbase = path.basename(v);
+      for (const f of pkg.files) if (path.dirname(f) === vdir && path.basename(f).startsWith(vbase + '_data') || f === v + '.data') skip.add(f);
+    }
+    for (const f of pkg.files) {
+      if (skip.has(f) || skip.has(f.split('/').join(path.sep))) continue;
+      if (/^short-lvlm-report\.json$|^recipe\.json$/.test(f)) continue;
+      const dst = path.join(tmp, f);
+      fs.mkdirSync(path.dirname(dst), { recursive: true });
+      fs.copyFileSync(path.join(pkg.root, f), dst, fs.constants.COPYFILE_FICLONE);
+      check();
+    }
+
+    updateConfig(pkg, tmp, removal.removed, removal.numLayers, path.basename(pkg.decoder), dataFiles.length);
+    for (const [name, value] of Object.entries(opts.extraJson ?? {})) {
+      fs.writeFileSync(path.join(tmp, name), JSON.stringify(value, null, 1) + '\n');
+    }
+    check();
+
+    if (fs.existsSync(outDir)) {
+      const old = `${tmp}.old`;
+      fs.renameSync(outDir, old);
+      fs.renameSync(tmp, outDir);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else fs.renameSync(tmp, outDir);
+    return {
+      outDir,
+      removed: removal.removed,
+      numLayers: removal.numLayers,
+      decoder: path.join(outDir, decoderRel),
+      bytes: written.bytes,
+      skippedVariants,
+    };
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  } finally {
+    src.close();
+  }
+}
+
+/** Per-layer lists in a text config (layer_types, no_rope_layers, ...) lose the removed entries. */
+function pruneLayerLists(cfg: Record<string, unknown>, removed: number[], oldL: number): void {
+  for (const [k, v] of Object.entries(cfg)) {
+    if (Array.isArray(v) && v.length === oldL && /layer/.test(k)) {
+      cfg[k] = v.filter((_, i) => !removed.includes(i));
+    }
+  }
+}
+
+function updateConfig(pkg: ModelPackage, tmp: string, removed: number[], newL: number, decoderName: string, chunks: number): void {
+  if (!pkg.configFile) return;
+  const rel = path.relative(pkg.root, pkg.configFile);
+  const cfg = JSON.parse(fs.readFileSync(pkg.configFile, 'utf8')) as Record<string, any>;
+  if (pkg.layout === 'genai') {
+    const d = cfg.model?.decoder;
+    if (d) {
+      const oldL = d.num_hidden_layers;
+      d.num_hidden_layers = newL;
+      if (typeof oldL === 'number') pruneLayerLists(d, removed, oldL);
+    }
+  } else {
+    const t = cfg.text_config && typeof cfg.text_config === 'object' ? cfg.text_config : cfg;
+    const oldL = t.num_hidden_layers ?? t.n_layer ?? t.num_layers;
+    for (const key of ['num_hidden_layers', 'n_layer', 'num_layers']) if (typeof t[key] === 'number') t[key] = newL;
+    if (typeof oldL === 'number') pruneLayerLists(t, removed, oldL);
+    if (recordedChunks(cfg, decoderName) !== undefined) {
+      const tj = cfg['transformers.js_config'];
+      const ext = tj.use_external_data_format;
+      const value = chunks === 0 ? false : chunks === 1 && (ext === true || ext?.[decoderName] === true) ? true : chunks;
+      if (ext && typeof ext === 'object') {
+        ext[decoderName] = value;
+      } else tj.use_external_data_format = value;
+    }
+  }
+  fs.writeFileSync(path.join(tmp, rel), JSON.stringify(cfg, null, 2) + '\n');
+}
