@@ -1,0 +1,151 @@
+// Accuracy and speed of one or more packages on an evaluation set, plus how closely each
+// pruned model follows the first (original) one: next-token agreement and KL divergence.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { EvalItem, evalMessages, normalizeAnswer } from '../data/datasets';
+import { OnnxFile } from '../onnx/onnxFile';
+import { openPackage } from '../package/modelPackage';
+import { DecoderRunner, argmax } from '../runtime/decoderRunner';
+import { generateGreedy } from '../runtime/generate';
+import { RuntimeOptions } from '../runtime/ort';
+import { VlmFrontend } from '../runtime/vlmFrontend';
+
+export interface FamilyScore {
+  n: number;
+  correct: number;
+  accuracy: number;
+}
+
+export interface ModelBench {
+  model: string;
+  numLayers: number;
+  accuracy: number;
+  families: Record<string, FamilyScore>;
+  samplesPerSecond: number;
+  prefillMsMean: number;
+  decodeMsMean: number;
+  sizeBytes: number;
+  /** Against the first model benchmarked (absent for the first itself). */
+  relativeAccuracy?: number;
+  agreement?: number;
+  klMean?: number;
+  answers: { id: string; family: string; expected: string; predicted: string; correct: boolean }[];
+}
+
+export interface BenchProgress {
+  model: string;
+  done: number;
+  total: number;
+}
+
+function logSoftmax(v: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const x of v) m = Math.max(m, x);
+  let s = 0;
+  for (const x of v) s += Math.exp(x - m);
+  const lse = m + Math.log(s);
+  return Float64Array.from(v, (x) => x - lse);
+}
+
+/** KL(p || q) from logits, in nats, computed in float64. */
+export function klFromLogits(p: Float32Array, q: Float32Array): number {
+  const lp = logSoftmax(p);
+  const lq = logSoftmax(q);
+  let kl = 0;
+  for (let i = 0; i < lp.length; i++) kl += Math.exp(lp[i]) * (lp[i] - lq[i]);
+  return Math.max(0, kl);
+}
+
+export function packageBytes(root: string, files: string[]): number {
+  return files.reduce((a, f) => a + fs.statSync(path.join(root, f)).size, 0);
+}
+
+interface Loaded {
+  root: string;
+  numLayers: number;
+  sizeBytes: number;
+  frontend: VlmFrontend;
+  decoder: DecoderRunner;
+  answers: ModelBench['answers'];
+  fam: Record<string, FamilyScore>;
+  ms: number;
+  prefill: number;
+  decode: number;
+  agree: number;
+  kl: number;
+}
+
+/**
+ * Benchmarks the models side by side: every item is answered by each model in turn, so a
+ * change in machine load affects all of them alike. The first model is the reference for
+ * relative accuracy, next-token agreement and KL divergence.
+ */
+export async function benchModels(
+  models: string[],
+  items: EvalItem[],
+  opts: RuntimeOptions & { maxNewTokens?: number; onProgress?: (p: BenchProgress) => void; checkCancelled?: () => void } = {},
+): Promise<ModelBench[]> {
+  const loaded: Loaded[] = [];
+  try {
+    for (const m of models) {
+      const pkg = openPackage(m);
+      const src = OnnxFile.open(pkg.decoder);
+      const numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
+      src.close();
+      const frontend = await VlmFrontend.open(pkg, opts);
+      const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+      const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
+      loaded.push({ root: pkg.root, numLayers, sizeBytes, frontend, decoder, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });
+    }
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      let ref: Float32Array | undefined;
+      for (const l of loaded) {
+        opts.checkCancelled?.();
+        const t0 = performance.now();
+        const enc = await l.frontend.encode(evalMessages(item), item.image, true);
+        const g = await generateGreedy(l.frontend, l.decoder, enc, opts.maxNewTokens ?? 4);
+        l.ms += performance.now() - t0;
+        l.prefill += g.prefillMs;
+        l.decode += g.decodeMs;
+        const predicted = normalizeAnswer(g.text);
+        const correct = predicted === normalizeAnswer(item.answer);
+        l.answers.push({ id: item.id, family: item.family, expected: item.answer, predicted, correct });
+        const f = (l.fam[item.family] ??= { n: 0, correct: 0, accuracy: 0 });
+        f.n++;
+        if (correct) f.correct++;
+        if (!ref) ref = g.firstLogits;
+        else {
+          if (argmax(ref) === argmax(g.firstLogits)) l.agree++;
+          l.kl += klFromLogits(ref, g.firstLogits);
+        }
+      }
+      opts.onProgress?.({ model: models.join(', '), done: i + 1, total: items.length });
+    }
+    const n = items.length;
+    const results = loaded.map((l, k): ModelBench => {
+      for (const f of Object.values(l.fam)) f.accuracy = f.correct / f.n;
+      const accuracy = l.answers.filter((a) => a.correct).length / n;
+      return {
+        model: l.root,
+        numLayers: l.numLayers,
+        accuracy,
+        families: l.fam,
+        samplesPerSecond: n / (l.ms / 1000),
+        prefillMsMean: l.prefill / n,
+        decodeMsMean: l.decode / n,
+        sizeBytes: l.sizeBytes,
+        ...(k > 0 ? { agreement: l.agree / n, klMean: l.kl / n } : {}),
+        answers: l.answers,
+      };
+    });
+    for (const r of results.slice(1)) r.relativeAccuracy = results[0].accuracy > 0 ? r.accuracy / results[0].accuracy : undefined;
+    return results;
+  } finally {
+    for (const l of loaded) {
+      await l.decoder.dispose();
+      await l.frontend.dispose();
+    }
+  }
+}

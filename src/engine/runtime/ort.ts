@@ -1,0 +1,106 @@
+// The one module that talks to onnxruntime-node: session creation (from a file, or from an
+// edited model that still reads the original's external data) and tensor conversions.
+
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as ort from 'onnxruntime-node';
+import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
+import { encodeModel, ModelProto } from '../onnx/proto';
+
+export { ort };
+export type Feeds = Record<string, ort.Tensor>;
+
+export interface RuntimeOptions {
+  /** Graph optimisation: instrumented runs use 'basic' so tapped tensors are not fused away. */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Intra-op threads (0 = onnxruntime's default). */
+  threads?: number;
+}
+
+function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: o.optimization ?? 'all',
+    intraOpNumThreads: o.threads && o.threads > 0 ? o.threads : undefined,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+  };
+}
+
+export async function openSession(file: string, o?: RuntimeOptions): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(file, sessionOptions(o));
+  } catch (e) {
+    throw new Error(`onnxruntime could not load ${path.basename(file)}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+export interface OwnedSession {
+  session: ort.InferenceSession;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Opens a session on an edited copy of `source`'s model. Inline models load from memory;
+ * a model with external data is written to a temporary folder next to links to the
+ * original data files, so no weight is copied and the original folder is not touched.
+ */
+export async function openEditedSession(model: ModelProto, source: OnnxFile, o?: RuntimeOptions): Promise<OwnedSession> {
+  const locations = externalLocations(model);
+  if (!locations.length) {
+    const session = await ort.InferenceSession.create(encodeModel(model), sessionOptions(o));
+    return { session, dispose: () => session.release() };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-session-'));
+  try {
+    for (const loc of locations) {
+      const target = source.resolveExternal(loc);
+      const link = path.join(dir, loc);
+      fs.mkdirSync(path.dirname(link), { recursive: true });
+      try {
+        fs.symlinkSync(target, link);
+      } catch {
+        fs.linkSync(target, link);
+      }
+    }
+    const file = path.join(dir, path.basename(source.filePath));
+    fs.writeFileSync(file, encodeModel(model));
+    const session = await ort.InferenceSession.create(file, sessionOptions(o));
+    return {
+      session,
+      dispose: async () => {
+        await session.release();
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Any floating-point output as float32 (fp16 comes back as Uint16Array). */
+export function toFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float16') {
+    const u = t.data as Uint16Array;
+    const out = new Float32Array(u.length);
+    for (let i = 0; i < u.length; i++) out[i] = halfToFloat(u[i]);
+    return out;
+  }
+  if (t.type === 'float64') return Float32Array.from(t.data as Float64Array);
+  throw new Error(`expected a floating-point tensor, got ${t.type}`);
+}
+
+/** A float tensor in the element type a model input expects. */
+export function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: number[]): ort.Tensor {
+  if (type === 'float32') return new ort.Tensor('float32', data, dims);
+  const u = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) u[i] = floatToHalf(data[i]);
+  return new ort.Tensor('float16', u, dims);
+}
+
+export function int64Tensor(data: ArrayLike<number | bigint>, dims: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(Array.from(data, (x) => BigInt(x))), dims);
+}

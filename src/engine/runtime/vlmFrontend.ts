@@ -1,0 +1,145 @@
+// Everything before the decoder: the package's own processor (tokenizer, chat template,
+// image preprocessing, image-token expansion) through transformers.js, then the vision
+// encoder and the token embeddings through onnxruntime, with image features scattered into
+// the image-token positions exactly as transformers.js' LLaVA does. Shared by the original
+// and every pruned package (they have identical vision encoders and embeddings).
+
+import * as path from 'path';
+import { ModelPackage } from '../package/modelPackage';
+import { int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
+
+type Transformers = typeof import('@huggingface/transformers');
+let tjsPromise: Promise<Transformers> | undefined;
+
+/** Loads transformers.js once, configured for local files only (nothing is downloaded). */
+export function transformers(): Promise<Transformers> {
+  tjsPromise ??= import('@huggingface/transformers').then((t) => {
+    t.env.allowRemoteModels = false;
+    t.env.allowLocalModels = true;
+    return t;
+  });
+  return tjsPromise;
+}
+
+export type ChatContent = string | Array<{ type: 'image' } | { type: 'text'; text: string }>;
+export interface ChatMessage {
+  role: 'user' | 'assistant' | 'system';
+  content: ChatContent;
+}
+
+export interface Encoded {
+  ids: number[];
+  /** [seqLen, hidden] float32. */
+  embeds: Float32Array;
+  seqLen: number;
+  hidden: number;
+  /** 1 where the position holds an image feature. */
+  isImage: Uint8Array;
+  /** Patch grid of the image tokens (rows, cols), when square. */
+  imageGrid?: [number, number];
+}
+
+export class VlmFrontend {
+  private constructor(
+    readonly pkg: ModelPackage,
+    private readonly processor: any,
+    readonly tokenizer: any,
+    private readonly embed: ort.InferenceSession,
+    private readonly vision: ort.InferenceSession | undefined,
+    readonly imageTokenId: number | undefined,
+    readonly eosIds: number[],
+  ) {}
+
+  static async open(pkg: ModelPackage, opts?: RuntimeOptions): Promise<VlmFrontend> {
+    const t = await transformers();
+    t.env.localModelPath = path.dirname(pkg.root) + path.sep;
+    const name = path.basename(pkg.root);
+    const loadOpts = { local_files_only: true } as const;
+    let processor: any;
+    let tokenizer: any;
+    const hasProcessor = pkg.files.includes('processor_config.json') || pkg.files.includes('preprocessor_config.json');
+    try {
+      if (hasProcessor) {
+        processor = await t.AutoProcessor.from_pretrained(name, loadOpts);
+        tokenizer = processor.tokenizer;
+      } else tokenizer = await t.AutoTokenizer.from_pretrained(name, loadOpts);
+    } catch (e) {
+      throw new Error(`cannot load the tokenizer/processor of ${pkg.root}: ${(e as Error).message}`);
+    }
+    if (!pkg.embedTokens) throw new Error(`${pkg.root} has no onnx/embed_tokens*.onnx: this runner needs separate embeddings`);
+    const embed = await openSession(pkg.embedTokens, opts);
+    const vision = pkg.visionEncoder ? await openSession(pkg.visionEncoder, opts) : undefined;
+    const cfg = (pkg.config ?? {}) as Record<string, any>;
+    const gen = cfg.text_config ?? cfg;
+    const eos = [gen.eos_token_id ?? cfg.eos_token_id ?? tokenizer.eos_token_id].flat().filter((x: unknown) => typeof x === 'number');
+    return new VlmFrontend(pkg, processor, tokenizer, embed, vision, pkg.text.imageTokenIndex, eos);
+  }
+
+  async dispose(): Promise<void> {
+    await this.embed.release();
+    await this.vision?.release();
+  }
+
+  /** The prompt string the package's chat template makes of these messages. */
+  renderPrompt(messages: ChatMessage[], addGenerationPrompt: boolean): string {
+    return this.tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
+  }
+
+  async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
+    const t = await transformers();
+    const text = this.renderPrompt(messages, addGenerationPrompt);
+    let ids: number[];
+    let imageFeatures: Float32Array | undefined;
+    let featureDims: readonly number[] = [];
+    if (imagePath) {
+      if (!this.processor || !this.vision) throw new Error(`${this.pkg.root} has no vision encoder/processor, but the sample has an image`);
+      let image;
+      try {
+        image = await t.RawImage.read(imagePath);
+      } catch (e) {
+        throw new Error(`cannot read image ${imagePath}: ${(e as Error).message}`);
+      }
+      const inputs = await this.processor(image, text);
+      ids = Array.from(inputs.input_ids.data as BigInt64Array, Number);
+      const pv = inputs.pixel_values;
+      const visionInput = this.vision.inputNames[0];
+      const out = await this.vision.run({ [visionInput]: new ort.Tensor('float32', pv.data as Float32Array, pv.dims) });
+      const feat = out[this.vision.outputNames[0]];
+      imageFeatures = toFloat32(feat);
+      featureDims = feat.dims;
+    } else {
+      const enc = this.tokenizer(text);
+      ids = Array.from(enc.input_ids.data as BigInt64Array, Number);
+    }
+    const embOut = await this.embed.run({ [this.embed.inputNames[0]]: int64Tensor(ids, [1, ids.length]) });
+    const embT = embOut[this.embed.outputNames[0]];
+    const embeds = Float32Array.from(toFloat32(embT));
+    const hidden = embT.dims[embT.dims.length - 1];
+    const isImage = new Uint8Array(ids.length);
+    let grid: [number, number] | undefined;
+    if (imageFeatures) {
+      const positions = ids.flatMap((id, i) => (id === this.imageTokenId ? [i] : []));
+      const nFeat = imageFeatures.length / hidden;
+      if (positions.length !== nFeat) {
+        throw new Error(`the prompt has ${positions.length} image tokens but the vision encoder produced ${nFeat} features: processor_config.json and the vision encoder disagree`);
+      }
+      positions.forEach((p, k) => {
+        embeds.set(imageFeatures!.subarray(k * hidden, (k + 1) * hidden), p * hidden);
+        isImage[p] = 1;
+      });
+      const perImage = featureDims.length === 3 ? featureDims[1] : nFeat;
+      const side = Math.round(Math.sqrt(perImage));
+      if (side * side === perImage) grid = [side, side];
+    }
+    return { ids, embeds, seqLen: ids.length, hidden, isImage, imageGrid: grid };
+  }
+
+  decode(tokens: number[]): string {
+    return this.tokenizer.decode(tokens, { skip_special_tokens: true }) as string;
+  }
+
+  async embedTokens(ids: number[]): Promise<Float32Array> {
+    const out = await this.embed.run({ [this.embed.inputNames[0]]: int64Tensor(ids, [1, ids.length]) });
+    return Float32Array.from(toFloat32(out[this.embed.outputNames[0]]));
+  }
+}
