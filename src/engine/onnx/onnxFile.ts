@@ -179,7 +179,7 @@ function copyAligned<T>(b: Uint8Array, Ctor: { new (buf: ArrayBuffer): T; BYTES_
 function inlineBytes(t: TensorProto): Uint8Array {
   if (t.rawData) return t.rawData;
   if (t.floatData) {
-    if (t.dataType === DataType.FLOAT) return new Uint8Array(t.floatData.buffer.slice(0));
+    if (t.dataType === DataType.FLOAT) return new Uint8Array(t.floatData.buffer, t.floatData.byteOffset, t.floatData.byteLength).slice();
   }
   if (t.doubleData) return new Uint8Array(Float64Array.from(t.doubleData).buffer);
   if (t.int64Data) return new Uint8Array(BigInt64Array.from(t.int64Data).buffer);
@@ -314,8 +314,15 @@ export function writeOnnx(model: ModelProto, source: OnnxFile | undefined, outPa
   const chunks: { name: string; fd: number; size: number }[] = [];
   const copyBuf = Buffer.allocUnsafe(1 << 24);
 
+  const sourceFiles = new Set<string>();
+  if (source) {
+    sourceFiles.add(path.resolve(source.filePath));
+    for (const loc of externalLocations(source.model)) sourceFiles.add(source.resolveExternal(loc));
+  }
+  if (sourceFiles.has(path.resolve(outPath))) throw new OnnxFormatError('refusing to overwrite the model being read; write to another folder');
   const openChunk = (): { name: string; fd: number; size: number } => {
     const name = chunks.length === 0 ? external!.baseName : chunkName(chunks.length);
+    if (sourceFiles.has(path.resolve(dir, name))) throw new OnnxFormatError(`refusing to overwrite ${name}, which the model being read uses; write to another folder`);
     const c = { name, fd: fs.openSync(path.join(dir, name), 'w'), size: 0 };
     chunks.push(c);
     return c;

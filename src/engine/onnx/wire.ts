@@ -153,9 +153,14 @@ export const textEncoder = new TextEncoder();
 /** Growable output buffer with protobuf field writers. */
 export class WireWriter {
   private chunks: Uint8Array[] = [];
-  private cur = new Uint8Array(1 << 16);
+  private cur: Uint8Array;
   private curLen = 0;
   private total = 0;
+
+  /** Nested messages start small: a graph has thousands of them. */
+  constructor(initial = 256) {
+    this.cur = new Uint8Array(initial);
+  }
 
   get length(): number {
     return this.total + this.curLen;
@@ -163,16 +168,16 @@ export class WireWriter {
 
   private ensure(n: number): void {
     if (this.curLen + n <= this.cur.length) return;
-    this.flushCur();
-    this.cur = new Uint8Array(Math.max(1 << 16, n));
+    const next = Math.min(1 << 16, this.cur.length * 4);
+    this.flushCur(Math.max(next, n));
   }
 
-  private flushCur(): void {
+  private flushCur(nextSize = 1 << 16): void {
     if (this.curLen > 0) {
       this.chunks.push(this.cur.subarray(0, this.curLen));
       this.total += this.curLen;
     }
-    this.cur = new Uint8Array(1 << 16);
+    this.cur = new Uint8Array(nextSize);
     this.curLen = 0;
   }
 
