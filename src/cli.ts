@@ -1,40 +1,123 @@
 #!/usr/bin/env node
-// Command-line twin of the extension: the same engine, driven from a terminal.
+// Command-line twin of the extension: the same engine jobs, driven from a terminal.
 
 import { parseArgs } from 'node:util';
-import * as path from 'path';
+import * as fs from 'fs';
 import { formatInspect, inspectModel } from './engine/commands/inspect';
-import { openPackage } from './engine/package/modelPackage';
-import { writePrunedPackage } from './engine/package/writePackage';
+import { benchJob, pruneJob } from './engine/jobs';
+import { formatBenchTable } from './engine/bench/format';
+import { sweepJob } from './engine/bench/sweep';
+import { stderrProgress } from './engine/progress';
+import { PruneOptions } from './protocol/report';
 
-const USAGE = `usage: short-lvlm <command> [options]
+const USAGE = `usage: npm run --silent cli -- <command> [options]
 
 commands:
   inspect <model> [--json]
       Layout, files, decoder layers and the weights found in each.
-  prune <model> --layers 3,5 --no-scp [--out <dir>] [--overwrite] [--json]
-      Remove exactly the listed layers (0-based original indices).
+
+  prune <model> --calib <file> [--ratio 0.3] [--method svl|cosine|text|visual|random]
+        [--no-scp] [--scp-target down_proj|o_proj|input] [--top-p 0.1] [--keep count|nucleus]
+        [--rank K] [--features kept|all|last] [--candidates 8-15] [--samples N] [--seed S]
+        [--out <dir>] [--overwrite] [--threads N] [--json]
+      Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L)
+      layers and subspace-compensated pruning. Writes a package with
+      short-lvlm-report.json and recipe.json.
+  prune <model> --layers 3,5 --no-scp [--out <dir>]
+      Remove exactly these layers (0-based original indices); add --calib instead of
+      --no-scp to compensate them.
+  prune <model> --recipe <recipe.json> [--out <dir>]
+      Re-apply a recorded pruning without calibration.
+
+  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--json]
+      Accuracy per family, relative accuracy, next-token agreement and KL against the first
+      model, samples per second and size.
+
+  sweep <model> --calib <file> --eval <file> [--ratios 0.1,0.2,0.3,0.4]
+        [--methods svl,svl-noscp,cosine,cosine-scp,text,visual] [--random-seeds 3]
+        [--exhaustive-limit 100] [--samples N] [--eval-samples N] [--out <file.json>]
+      The paper's ablation on this model: methods x ratios, random dropping and, where
+      small enough, every subset of the candidate layers.
 
 <model> is a model folder, or any .onnx / config file inside it.`;
 
 class UsageError extends Error {}
 
 function parseLayers(s: string): number[] {
-  const parts = s.split(',').map((x) => x.trim()).filter(Boolean);
   const out: number[] = [];
-  for (const p of parts) {
+  for (const p of s.split(',').map((x) => x.trim()).filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(p);
     if (!m) throw new UsageError(`--layers: "${p}" is not a layer index or range (e.g. 3,5 or 10-12)`);
-    const a = Number(m[1]);
-    const b = m[2] !== undefined ? Number(m[2]) : a;
-    for (let i = a; i <= b; i++) out.push(i);
+    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) out.push(i);
   }
   if (!out.length) throw new UsageError('--layers needs at least one index');
   return [...new Set(out)].sort((x, y) => x - y);
 }
 
-export function defaultOutDir(root: string, tag: string): string {
-  return path.join(path.dirname(root), `${path.basename(root)}-short-lvlm-${tag}`);
+function parseNumber(name: string, v: string | undefined, check: (x: number) => boolean, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isFinite(x) || !check(x)) throw new UsageError(`--${name} must be ${what}, got "${v}"`);
+  return x;
+}
+
+function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
+const PRUNE_FLAGS = {
+  calib: { type: 'string' },
+  ratio: { type: 'string' },
+  method: { type: 'string' },
+  'no-scp': { type: 'boolean' },
+  'scp-target': { type: 'string' },
+  'top-p': { type: 'string' },
+  keep: { type: 'string' },
+  rank: { type: 'string' },
+  features: { type: 'string' },
+  candidates: { type: 'string' },
+  samples: { type: 'string' },
+  seed: { type: 'string' },
+  layers: { type: 'string' },
+  recipe: { type: 'string' },
+  out: { type: 'string' },
+  overwrite: { type: 'boolean' },
+  threads: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const;
+
+function pruneOptions(v: Record<string, string | boolean | undefined>): Partial<PruneOptions> {
+  const s = (k: string) => v[k] as string | undefined;
+  const o: Partial<PruneOptions> = {};
+  const ratio = parseNumber('ratio', s('ratio'), (x) => x > 0 && x <= 0.5, 'a number in (0, 0.5]');
+  if (ratio !== undefined) o.ratio = ratio;
+  const method = oneOf('method', s('method'), ['svl', 'cosine', 'text', 'visual', 'random'] as const);
+  if (method) o.method = method;
+  if (v['no-scp']) o.scp = false;
+  const target = oneOf('scp-target', s('scp-target'), ['down_proj', 'o_proj', 'input'] as const);
+  if (target) o.scpTarget = target;
+  const topP = parseNumber('top-p', s('top-p'), (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  if (topP !== undefined) o.topP = topP;
+  const keep = oneOf('keep', s('keep'), ['count', 'nucleus'] as const);
+  if (keep) o.keepMode = keep;
+  const rank = parseNumber('rank', s('rank'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  if (rank !== undefined) o.rank = rank;
+  const features = oneOf('features', s('features'), ['kept', 'all', 'last'] as const);
+  if (features) o.features = features;
+  if (s('candidates')) {
+    const m = /^(\d+)-(\d+)$/.exec(s('candidates')!);
+    if (!m) throw new UsageError('--candidates must be a range like 8-15');
+    o.candidates = [Number(m[1]), Number(m[2])];
+  }
+  const samples = parseNumber('samples', s('samples'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  if (samples !== undefined) o.samples = samples;
+  const seed = parseNumber('seed', s('seed'), Number.isInteger, 'an integer');
+  if (seed !== undefined) o.seed = seed;
+  if (s('layers')) o.layers = parseLayers(s('layers')!);
+  return o;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -51,31 +134,76 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'prune') {
+    const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: PRUNE_FLAGS });
+    if (positionals.length !== 1) throw new UsageError('prune takes one model path');
+    const options = pruneOptions(values);
+    if (!values.calib && !values.recipe && !(options.layers && values['no-scp'])) {
+      throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)');
+    }
+    const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+    const r = await pruneJob(
+      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, options },
+      { onProgress: stderrProgress(values.quiet) },
+    );
+    if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+    return 0;
+  }
+  if (command === 'bench') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' } },
+    });
+    if (!positionals.length) throw new UsageError('bench takes one or more model paths');
+    if (!values.eval) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})');
+    const samples = parseNumber('samples', values.samples, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+    const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+    const rows = await benchJob({ models: positionals, eval: values.eval, samples, threads }, { onProgress: stderrProgress(values.quiet) });
+    if (values.json) for (const r of rows) process.stdout.write(JSON.stringify({ ...r, answers: undefined }) + '\n');
+    else process.stdout.write(formatBenchTable(rows) + '\n');
+    return 0;
+  }
+  if (command === 'sweep') {
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
       options: {
-        layers: { type: 'string' },
-        'no-scp': { type: 'boolean' },
+        calib: { type: 'string' },
+        eval: { type: 'string' },
+        ratios: { type: 'string' },
+        methods: { type: 'string' },
+        'random-seeds': { type: 'string' },
+        'exhaustive-limit': { type: 'string' },
+        samples: { type: 'string' },
+        'eval-samples': { type: 'string' },
         out: { type: 'string' },
-        overwrite: { type: 'boolean' },
+        threads: { type: 'string' },
         json: { type: 'boolean' },
+        quiet: { type: 'boolean' },
       },
     });
-    if (positionals.length !== 1) throw new UsageError('prune takes one model path');
-    if (!values.layers) throw new UsageError('prune needs --layers (explicit choice)');
-    if (!values['no-scp']) throw new UsageError('with --layers, pass --no-scp: compensation needs calibration data');
-    const layers = parseLayers(values.layers);
-    const pkg = openPackage(positionals[0]);
-    const out = values.out ?? defaultOutDir(pkg.root, `l${layers.join('-')}`);
-    const started = Date.now();
-    const res = writePrunedPackage(pkg, { remove: layers, outDir: out, overwrite: values.overwrite });
-    const summary = { out: res.outDir, removed: res.removed, numLayers: res.numLayers, ratio: res.removed.length / (res.numLayers + res.removed.length), bytes: res.bytes, seconds: (Date.now() - started) / 1000, skippedVariants: res.skippedVariants };
-    if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
-    else {
-      process.stdout.write(`removed layers ${res.removed.join(', ')}: ${res.numLayers} layers remain\nwrote ${res.outDir}\n`);
-      if (res.skippedVariants.length) process.stdout.write(`note: other decoder variants not carried over: ${res.skippedVariants.join(', ')}\n`);
-    }
+    if (positionals.length !== 1) throw new UsageError('sweep takes one model path');
+    if (!values.calib || !values.eval) throw new UsageError('sweep needs --calib <file> and --eval <file>');
+    const ratios = (values.ratios ?? '0.1,0.2,0.3,0.4').split(',').map((r) => parseNumber('ratios', r, (x) => x > 0 && x <= 0.5, 'numbers in (0, 0.5]')!);
+    const int = (name: string, v: string | undefined) => parseNumber(name, v, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+    const result = await sweepJob(
+      {
+        model: positionals[0],
+        calib: values.calib,
+        eval: values.eval,
+        ratios,
+        methods: values.methods?.split(','),
+        randomSeeds: int('random-seeds', values['random-seeds']),
+        exhaustiveLimit: int('exhaustive-limit', values['exhaustive-limit']),
+        samples: int('samples', values.samples),
+        evalSamples: int('eval-samples', values['eval-samples']),
+        threads: int('threads', values.threads),
+      },
+      { onProgress: stderrProgress(values.quiet) },
+    );
+    if (values.out) fs.writeFileSync(values.out, JSON.stringify(result, null, 1) + '\n');
+    process.stdout.write((values.json ? JSON.stringify(result) : result.table) + '\n');
     return 0;
   }
   throw new UsageError(`unknown command "${command}"`);
@@ -84,8 +212,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: Error) => {
-    const usage = e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith?.('ERR_PARSE_ARGS');
-    process.stderr.write(`short-lvlm: ${e.message.split('\n')[0]}${usage ? ' (see --help)' : ''}\n`);
+    const usage = e instanceof UsageError || String((e as NodeJS.ErrnoException).code ?? '').startsWith('ERR_PARSE_ARGS');
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    process.stderr.write(`short-lvlm: ${String(e.message).split('\n')[0]}${usage ? ' (see --help)' : ''}\n`);
     if (process.env.SHORT_LVLM_DEBUG) process.stderr.write(`${e.stack}\n`);
     process.exit(usage ? 2 : 1);
   },

@@ -88,11 +88,22 @@ export function loadCalibration(file: string, limit?: number): CalibSample[] {
   return out;
 }
 
+/** A limited eval set takes items round-robin across families so every family is represented. */
+function stratify(items: EvalItem[], limit: number | undefined): EvalItem[] {
+  if (limit === undefined || limit >= items.length) return items;
+  const byFamily = new Map<string, EvalItem[]>();
+  for (const it of items) (byFamily.get(it.family) ?? byFamily.set(it.family, []).get(it.family)!).push(it);
+  const queues = [...byFamily.values()];
+  const out: EvalItem[] = [];
+  for (let i = 0; out.length < limit; i++) for (const q of queues) if (i < q.length && out.length < limit) out.push(q[i]);
+  return out;
+}
+
 export function loadEval(file: string, limit?: number): EvalItem[] {
   const recs = readRecords(file);
   if (!recs.length) throw new DataError(`${file}: no evaluation items`);
   const out: EvalItem[] = [];
-  for (let i = 0; i < recs.length && (limit === undefined || out.length < limit); i++) {
+  for (let i = 0; i < recs.length; i++) {
     const r = recs[i] as Record<string, unknown>;
     const where = `${path.basename(file)} item ${i}`;
     if (typeof r?.question !== 'string' || (typeof r.answer !== 'string' && typeof r.answer !== 'number')) {
@@ -107,7 +118,7 @@ export function loadEval(file: string, limit?: number): EvalItem[] {
       family: typeof r.family === 'string' ? r.family : typeof r.category === 'string' ? r.category : 'all',
     });
   }
-  return out;
+  return stratify(out, limit);
 }
 
 export function evalMessages(item: EvalItem): ChatMessage[] {

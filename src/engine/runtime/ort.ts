@@ -19,13 +19,14 @@ export interface RuntimeOptions {
 }
 
 function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
-  return {
+  const so: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: o.optimization ?? 'all',
-    intraOpNumThreads: o.threads && o.threads > 0 ? o.threads : undefined,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     logSeverityLevel: 3,
   };
+  if (o.threads && o.threads > 0) so.intraOpNumThreads = o.threads;
+  return so;
 }
 
 export async function openSession(file: string, o?: RuntimeOptions): Promise<ort.InferenceSession> {

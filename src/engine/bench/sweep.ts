@@ -1,0 +1,207 @@
+// The paper's ablation on one model: layer choices by TIS cosine (with and without SCP),
+// all-token cosine, text-only and visual-only cosine, random dropping over several seeds
+// and, where the candidate set is small enough, every subset (the upper bound), for each
+// ratio. One calibration pass serves every method; eval items are encoded once and each
+// variant is scored in memory (no package written). Answers are one word, one token in
+// the tokenizers this targets, so accuracy is scored on the greedy first token.
+
+import { CalibSample, EvalItem, evalMessages, loadCalibration, loadEval, normalizeAnswer } from '../data/datasets';
+import { CalibrationSession } from '../method/calibrate';
+import { compensate } from '../method/scp';
+import { DEFAULT_OPTIONS, JobHooks, planFromStats, runCalibration } from '../method/shortLvlm';
+import { defaultCandidates, layersToRemove, pairPartners, selectRandom } from '../method/selection';
+import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { openPackage } from '../package/modelPackage';
+import { argmax, DecoderRunner } from '../runtime/decoderRunner';
+import { Encoded } from '../runtime/vlmFrontend';
+import { ModelProto } from '../onnx/proto';
+import { Method, PruneOptions, SweepRow } from '../../protocol/report';
+import { klFromLogits } from './evaluate';
+import { table } from './format';
+
+export interface SweepArgs {
+  model: string;
+  calib: string;
+  eval: string;
+  ratios: number[];
+  methods?: string[];
+  randomSeeds?: number;
+  exhaustiveLimit?: number;
+  samples?: number;
+  evalSamples?: number;
+  threads?: number;
+}
+
+export interface SweepResult {
+  model: string;
+  numLayers: number;
+  candidates: [number, number];
+  calibSamples: number;
+  evalItems: number;
+  full: { accuracy: number; families: Record<string, number> };
+  rows: SweepRow[];
+  exhaustive: Record<string, { subsets: number; best: SweepRow; worst: SweepRow; mean: number }>;
+  random: Record<string, { seeds: number; mean: number; sd: number }>;
+  table: string;
+  seconds: number;
+}
+
+const METHOD_SPECS: Record<string, { method: Method; scp: boolean }> = {
+  svl: { method: 'svl', scp: true },
+  'svl-noscp': { method: 'svl', scp: false },
+  cosine: { method: 'cosine', scp: false },
+  'cosine-scp': { method: 'cosine', scp: true },
+  text: { method: 'text', scp: false },
+  visual: { method: 'visual', scp: false },
+};
+
+function combinations(range: number[], k: number): number[][] {
+  const out: number[][] = [];
+  const rec = (start: number, acc: number[]) => {
+    if (acc.length === k) return void out.push([...acc]);
+    for (let i = start; i <= range.length - (k - acc.length); i++) rec(i + 1, [...acc, range[i]]);
+  };
+  rec(0, []);
+  return out;
+}
+
+function binom(n: number, k: number): number {
+  let r = 1;
+  for (let i = 1; i <= k; i++) r = (r * (n - k + i)) / i;
+  return Math.round(r);
+}
+
+interface Scored {
+  accuracy: number;
+  families: Record<string, number>;
+  logits: Float32Array[];
+}
+
+export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<SweepResult> {
+  const t0 = Date.now();
+  const pkg = openPackage(a.model);
+  const samples: CalibSample[] = loadCalibration(a.calib, a.samples);
+  const items: EvalItem[] = loadEval(a.eval, a.evalSamples);
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  try {
+    const L = cs.numLayers;
+    const candidates = defaultCandidates(L);
+    const base: PruneOptions = { ...DEFAULT_OPTIONS, candidates };
+    const stats = await runCalibration(cs, samples, base, hooks);
+
+    const encoded: Encoded[] = [];
+    for (let i = 0; i < items.length; i++) {
+      encoded.push(await cs.frontend.encode(evalMessages(items[i]), items[i].image, true));
+      hooks.onProgress?.({ stage: 'encode', done: i + 1, total: items.length });
+    }
+    const score = async (model: ModelProto, ref?: Scored): Promise<Scored & { agreement?: number; klMean?: number }> => {
+      const runner = await DecoderRunner.fromModel(model, cs.source, { threads: a.threads }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+      try {
+        const fam: Record<string, { n: number; c: number }> = {};
+        const logits: Float32Array[] = [];
+        let correct = 0;
+        let agree = 0;
+        let kl = 0;
+        for (let i = 0; i < items.length; i++) {
+          hooks.checkCancelled?.();
+          const step = await runner.step(encoded[i].embeds, encoded[i].seqLen);
+          const tok = argmax(step.lastLogits);
+          const ok = normalizeAnswer(cs.frontend.decode([tok])) === normalizeAnswer(items[i].answer);
+          const f = (fam[items[i].family] ??= { n: 0, c: 0 });
+          f.n++;
+          if (ok) {
+            f.c++;
+            correct++;
+          }
+          if (ref) {
+            if (argmax(ref.logits[i]) === tok) agree++;
+            kl += klFromLogits(ref.logits[i], step.lastLogits);
+          } else logits.push(step.lastLogits);
+        }
+        const families = Object.fromEntries(Object.entries(fam).map(([k, v]) => [k, v.c / v.n]));
+        return { accuracy: correct / items.length, families, logits, ...(ref ? { agreement: agree / items.length, klMean: kl / items.length } : {}) };
+      } finally {
+        await runner.dispose();
+      }
+    };
+
+    const full = await score(cs.source.model);
+    const rows: SweepRow[] = [];
+    const exhaustive: SweepResult['exhaustive'] = {};
+    const random: SweepResult['random'] = {};
+    const methods = a.methods ?? Object.keys(METHOD_SPECS);
+    const limit = a.exhaustiveLimit ?? 100;
+    const seeds = a.randomSeeds ?? 3;
+    const range = Array.from({ length: candidates[1] - candidates[0] + 1 }, (_, i) => candidates[0] + i);
+    const jobs: Array<{ ratio: number; label: string; removed: number[]; scp: boolean }> = [];
+    for (const ratio of a.ratios) {
+      const n = layersToRemove(ratio, L);
+      for (const m of methods) {
+        const spec = METHOD_SPECS[m];
+        if (!spec) throw new Error(`unknown sweep method "${m}" (known: ${Object.keys(METHOD_SPECS).join(', ')})`);
+        jobs.push({ ratio, label: m, removed: planFromStats(stats, { ...base, ratio, method: spec.method }).removed, scp: spec.scp });
+      }
+      for (let s = 0; s < seeds; s++) jobs.push({ ratio, label: `random#${s}`, removed: selectRandom(n, candidates, L, 1000 + s), scp: false });
+      if (binom(range.length, n) <= limit) for (const c of combinations(range, n)) jobs.push({ ratio, label: 'exhaustive', removed: c, scp: false });
+    }
+    let done = 0;
+    for (const j of jobs) {
+      let model = cs.source.model;
+      if (j.scp) {
+        const scp = await compensate(cs, samples, pairPartners(j.removed, L), { target: base.scpTarget, features: base.features, topP: base.topP, keepMode: base.keepMode, checkCancelled: hooks.checkCancelled });
+        const inits = cs.source.initializerMap();
+        for (const [name, v] of scp.replace) model = replaceInitializer(model, name, v, inits.get(name)!);
+      }
+      const s = await score(removeLayers(model, j.removed).model, full);
+      rows.push({ ratio: j.ratio, method: j.label, scp: j.scp, removed: j.removed, accuracy: s.accuracy, relativeAccuracy: full.accuracy ? s.accuracy / full.accuracy : 0, families: s.families, agreement: s.agreement, klMean: s.klMean });
+      hooks.onProgress?.({ stage: 'sweep', done: ++done, total: jobs.length });
+    }
+    for (const ratio of a.ratios) {
+      const ex = rows.filter((r) => r.ratio === ratio && r.method === 'exhaustive');
+      if (ex.length) {
+        const sorted = [...ex].sort((x, y) => y.accuracy - x.accuracy);
+        exhaustive[String(ratio)] = { subsets: ex.length, best: sorted[0], worst: sorted[sorted.length - 1], mean: ex.reduce((t, r) => t + r.accuracy, 0) / ex.length };
+      }
+      const rnd = rows.filter((r) => r.ratio === ratio && r.method.startsWith('random#')).map((r) => r.accuracy);
+      if (rnd.length) {
+        const mean = rnd.reduce((t, x) => t + x, 0) / rnd.length;
+        random[String(ratio)] = { seeds: rnd.length, mean, sd: Math.sqrt(rnd.reduce((t, x) => t + (x - mean) ** 2, 0) / rnd.length) };
+      }
+    }
+    const result: SweepResult = {
+      model: pkg.root,
+      numLayers: L,
+      candidates,
+      calibSamples: samples.length,
+      evalItems: items.length,
+      full: { accuracy: full.accuracy, families: full.families },
+      rows: rows.filter((r) => r.method !== 'exhaustive'),
+      exhaustive,
+      random,
+      table: '',
+      seconds: (Date.now() - t0) / 1000,
+    };
+    result.table = sweepTable(result, methods);
+    return result;
+  } finally {
+    await cs.dispose();
+  }
+}
+
+export function sweepTable(r: SweepResult, methods: string[]): string {
+  const ratios = [...new Set(r.rows.map((x) => x.ratio))];
+  const pct = (x: number) => (100 * x).toFixed(1);
+  const head = ['method', ...ratios.map((x) => `${Math.round(x * 100)}% (${Math.round(x * r.numLayers)} of ${r.numLayers})`)];
+  const body: string[][] = [['full model', ...ratios.map(() => pct(r.full.accuracy))]];
+  for (const m of methods) {
+    body.push([m, ...ratios.map((q) => {
+      const row = r.rows.find((x) => x.ratio === q && x.method === m);
+      return row ? `${pct(row.accuracy)} [${row.removed.join(',')}]` : '-';
+    })]);
+  }
+  body.push([`random (mean±sd)`, ...ratios.map((q) => (r.random[String(q)] ? `${pct(r.random[String(q)].mean)}±${pct(r.random[String(q)].sd)}` : '-'))]);
+  body.push(['exhaustive best', ...ratios.map((q) => (r.exhaustive[String(q)] ? `${pct(r.exhaustive[String(q)].best.accuracy)} [${r.exhaustive[String(q)].best.removed.join(',')}]` : '-'))]);
+  body.push(['exhaustive mean', ...ratios.map((q) => (r.exhaustive[String(q)] ? pct(r.exhaustive[String(q)].mean) : '-'))]);
+  body.push(['exhaustive worst', ...ratios.map((q) => (r.exhaustive[String(q)] ? pct(r.exhaustive[String(q)].worst.accuracy) : '-'))]);
+  return table([head, ...body]);
+}

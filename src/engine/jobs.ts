@@ -1,0 +1,100 @@
+// The engine's entry points, shared by the CLI and the extension's engine process: each job
+// takes plain JSON-able arguments and reports progress through hooks.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { benchModels, ModelBench } from './bench/evaluate';
+import { loadCalibration, loadEval } from './data/datasets';
+import { CalibrationSession } from './method/calibrate';
+import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { openPackage } from './package/modelPackage';
+import { writePrunedPackage } from './package/writePackage';
+import { PruneOptions, Recipe } from '../protocol/report';
+
+export interface PruneArgs {
+  model: string;
+  calib?: string;
+  out?: string;
+  overwrite?: boolean;
+  recipe?: string;
+  threads?: number;
+  options: Partial<PruneOptions>;
+}
+
+export interface PruneSummary {
+  out: string;
+  removed: number[];
+  ratio: number;
+  numLayers: number;
+  method: string;
+  scp: boolean;
+  report?: string;
+  seconds: number;
+}
+
+export function defaultOutDir(root: string, tag: string): string {
+  return path.join(path.dirname(root), `${path.basename(root)}-short-lvlm-${tag}`);
+}
+
+export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
+  const started = Date.now();
+  const pkg = openPackage(a.model);
+  if (a.recipe) {
+    const recipe = JSON.parse(fs.readFileSync(a.recipe, 'utf8')) as Recipe;
+    const out = a.out ?? defaultOutDir(pkg.root, `recipe-l${recipe.removed.join('-')}`);
+    const r = applyRecipe(pkg, recipe, { outDir: out, overwrite: a.overwrite });
+    const L = r.numLayers + r.removed.length;
+    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'recipe', scp: recipe.compensation.length > 0, seconds: (Date.now() - started) / 1000 };
+  }
+  const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
+  if (o.layers?.length) o.method = 'manual';
+  if (o.method === 'manual' && !o.scp) {
+    // An explicit choice without compensation needs no calibration at all.
+    const out = a.out ?? defaultOutDir(pkg.root, `l${o.layers!.join('-')}`);
+    const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
+    const L = r.numLayers + r.removed.length;
+    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'manual', scp: false, seconds: (Date.now() - started) / 1000 };
+  }
+  if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
+  const samples = loadCalibration(a.calib, o.samples);
+  const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
+  const out = a.out ?? defaultOutDir(pkg.root, tag);
+  if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  try {
+    const timings: Record<string, number> = {};
+    let t = Date.now();
+    const stats = await runCalibration(cs, samples, o, hooks);
+    timings.calibrateSeconds = (Date.now() - t) / 1000;
+    t = Date.now();
+    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
+    return {
+      out: res.outDir,
+      removed: res.report.removed,
+      ratio: res.report.removed.length / res.report.model.numLayers,
+      numLayers: res.report.output.numLayers,
+      method: o.method,
+      scp: o.scp,
+      report: path.join(res.outDir, 'short-lvlm-report.json'),
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    await cs.dispose();
+  }
+}
+
+export interface BenchArgs {
+  models: string[];
+  eval: string;
+  samples?: number;
+  threads?: number;
+}
+
+export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<ModelBench[]> {
+  const items = loadEval(a.eval, a.samples);
+  return benchModels(a.models, items, {
+    threads: a.threads,
+    checkCancelled: hooks.checkCancelled,
+    onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
+  });
+}

@@ -1,0 +1,91 @@
+// Token Importance Scores (Short-LVLM): for one layer of one sample, from its head-averaged
+// causal self-attention. Visual token i: mean of intra-modal (attention received from visual
+// queries at or after it) and cross-modal (attention received from text queries that can see
+// it). Text token i: mean of cross-modal (its attention to the visual tokens it can see) and
+// intra-modal (attention received from text queries at or after it). Column means count only
+// unmasked rows; a text token that precedes every image token has no cross-modal term and is
+// scored 0 there (it cannot look at the image).
+
+export interface AttentionMap {
+  /** [S, S] head-averaged attention, row = query, column = key; float64. */
+  probs: Float64Array;
+  seqLen: number;
+}
+
+/** Averages [heads, S, T] probabilities (T >= S; the last S columns are this step's keys) over heads. */
+export function headMean(probs: Float32Array | Float64Array, heads: number, S: number, T = S): AttentionMap {
+  const out = new Float64Array(S * S);
+  const off = T - S;
+  for (let h = 0; h < heads; h++) {
+    for (let q = 0; q < S; q++) {
+      const base = (h * S + q) * T + off;
+      for (let k = 0; k <= q; k++) out[q * S + k] += probs[base + k];
+    }
+  }
+  for (let i = 0; i < out.length; i++) out[i] /= heads;
+  return { probs: out, seqLen: S };
+}
+
+export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64Array {
+  const S = att.seqLen;
+  const A = att.probs;
+  const tis = new Float64Array(S);
+  // Per column: sums and counts of attention received from visual and text rows (causal: row >= col).
+  const fromVis = new Float64Array(S);
+  const fromText = new Float64Array(S);
+  const nVis = new Float64Array(S);
+  const nText = new Float64Array(S);
+  let visAfter = 0;
+  let textAfter = 0;
+  for (let r = S - 1; r >= 0; r--) {
+    if (isImage[r]) visAfter++;
+    else textAfter++;
+    nVis[r] = visAfter;
+    nText[r] = textAfter;
+  }
+  for (let r = 0; r < S; r++) {
+    const target = isImage[r] ? fromVis : fromText;
+    for (let c = 0; c <= r; c++) target[c] += A[r * S + c];
+  }
+  for (let i = 0; i < S; i++) {
+    if (isImage[i]) {
+      const intra = nVis[i] ? fromVis[i] / nVis[i] : 0;
+      const cross = nText[i] ? fromText[i] / nText[i] : 0;
+      tis[i] = (intra + cross) / 2;
+    } else {
+      let visSum = 0;
+      let visSeen = 0;
+      for (let c = 0; c <= i; c++) {
+        if (isImage[c]) {
+          visSum += A[i * S + c];
+          visSeen++;
+        }
+      }
+      const cross = visSeen ? visSum / visSeen : 0;
+      const intra = nText[i] ? fromText[i] / nText[i] : 0;
+      tis[i] = (cross + intra) / 2;
+    }
+  }
+  return tis;
+}
+
+export type KeepMode = 'count' | 'nucleus';
+
+/**
+ * Indices of the tokens to keep: the top p fraction by count (at least one token), or the
+ * smallest set whose normalised score mass reaches p (nucleus).
+ */
+export function selectTokens(scores: Float64Array, p: number, mode: KeepMode = 'count'): number[] {
+  const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+  if (mode === 'count') return order.slice(0, Math.max(1, Math.round(p * scores.length))).sort((a, b) => a - b);
+  let total = 0;
+  for (const s of scores) total += Math.max(0, s);
+  const kept: number[] = [];
+  let mass = 0;
+  for (const i of order) {
+    kept.push(i);
+    mass += Math.max(0, scores[i]);
+    if (total <= 0 || mass / total >= p) break;
+  }
+  return kept.sort((a, b) => a - b);
+}

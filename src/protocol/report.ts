@@ -1,0 +1,139 @@
+// The report and recipe schemas: written by the engine next to a pruned package, read by the
+// extension host and drawn by the webviews. Plain data, no imports, so all three share it.
+
+export const REPORT_FORMAT = 'short-lvlm-report/1';
+export const RECIPE_FORMAT = 'short-lvlm-recipe/1';
+
+export type Method = 'svl' | 'cosine' | 'text' | 'visual' | 'random' | 'manual';
+export type ScpTarget = 'down_proj' | 'o_proj' | 'input';
+export type FeatureMode = 'kept' | 'all' | 'last';
+
+export interface PruneOptions {
+  ratio: number;
+  method: Method;
+  scp: boolean;
+  scpTarget: ScpTarget;
+  topP: number;
+  keepMode: 'count' | 'nucleus';
+  /** SVD rank; undefined = max(1, round(hidden / 64)). */
+  rank?: number;
+  features: FeatureMode;
+  /** Inclusive candidate range [first, last]; undefined = last half. */
+  candidates?: [number, number];
+  samples?: number;
+  seed: number;
+  layers?: number[];
+}
+
+export interface LayerReport {
+  index: number;
+  /** Mean input/output cosine on TIS-kept tokens, all tokens, text-only, visual-only tokens. */
+  cosTis: number;
+  cosAll: number;
+  cosText: number | null;
+  cosVisual: number | null;
+  /** Rank by the selection score (0 = most redundant) among candidates, or null outside the range. */
+  rank: number | null;
+  candidate: boolean;
+  status: 'pruned' | 'retained' | 'partner';
+  /** Fraction of kept tokens that are visual. */
+  keptVisualShare: number;
+}
+
+export interface Histogram {
+  /** Bin edges in log10(TIS). */
+  edges: number[];
+  counts: number[];
+}
+
+export interface TokenSample {
+  id: string;
+  image?: string;
+  /** Tokens as text (image tokens shown as <image>). */
+  tokens: string[];
+  isImage: number[];
+  imageGrid?: [number, number];
+  /** TIS per layer per token: [layer][token]. */
+  tis: number[][];
+  /** Kept token indices per layer. */
+  kept: number[][];
+}
+
+export interface PairReport {
+  pruned: number;
+  partner: number;
+  weight?: string;
+  rank: number;
+  singularValues: number[];
+  gapBefore: { cosine: number; relL2: number };
+  gapAfter: { cosine: number; relL2: number } | null;
+  /** 2-D PCA coordinates of the per-sample features: pruned, partner before, partner after. */
+  projection?: { pruned: [number, number][]; before: [number, number][]; after: [number, number][] };
+}
+
+export interface Report {
+  format: typeof REPORT_FORMAT;
+  createdAt: string;
+  model: { root: string; decoder: string; layout: string; style: string; numLayers: number; hiddenSize: number };
+  output: { root: string; numLayers: number; bytes: number };
+  options: PruneOptions;
+  calibration: { file?: string; samples: number; tokensMean: number; visualTokensMean: number };
+  removed: number[];
+  layers: LayerReport[];
+  histograms: { visual: Histogram[]; text: Histogram[] };
+  tokenSamples: TokenSample[];
+  pairs: PairReport[];
+  timings: Record<string, number>;
+  benchmark?: BenchmarkReport;
+  warnings: string[];
+}
+
+export interface BenchRow {
+  model: string;
+  label: string;
+  numLayers: number;
+  accuracy: number;
+  families: Record<string, { n: number; correct: number; accuracy: number }>;
+  relativeAccuracy?: number;
+  agreement?: number;
+  klMean?: number;
+  samplesPerSecond: number;
+  speedup?: number;
+  sizeBytes: number;
+}
+
+export interface BenchmarkReport {
+  evalFile?: string;
+  items: number;
+  rows: BenchRow[];
+  sweep?: SweepRow[];
+}
+
+export interface SweepRow {
+  ratio: number;
+  method: string;
+  scp: boolean;
+  removed: number[];
+  accuracy: number;
+  relativeAccuracy: number;
+  families: Record<string, number>;
+  agreement?: number;
+  klMean?: number;
+}
+
+export interface RecipeCompensation {
+  pruned: number;
+  partner: number;
+  /** Original initializer names and how they were projected. */
+  weights: { name: string; side: 'output' | 'input'; inOut: boolean }[];
+  /** V_k: D x k float64, row-major, base64 little-endian. */
+  basis: { rows: number; cols: number; float64: string };
+}
+
+export interface Recipe {
+  format: typeof RECIPE_FORMAT;
+  model: { decoder: string; numLayers: number; bytes: number };
+  removed: number[];
+  compensation: RecipeCompensation[];
+  options: PruneOptions;
+}
