@@ -1,0 +1,60 @@
+// The engine process: forked by the extension host (ELECTRON_RUN_AS_NODE=1), it runs one job
+// at a time and answers over IPC. A cancel makes the running job throw at its next check;
+// the job's own cleanup (temporary folder removal) runs before the error is reported.
+
+import { inspectModel } from './commands/inspect';
+import { benchJob, pruneJob } from './jobs';
+import { EngineEvent, EngineRequest } from '../protocol/messages';
+
+class Cancelled extends Error {
+  constructor() {
+    super('cancelled');
+  }
+}
+
+const cancelled = new Set<number>();
+
+function send(e: EngineEvent): void {
+  process.send?.(e);
+}
+
+async function handle(req: Exclude<EngineRequest, { type: 'cancel' }>): Promise<unknown> {
+  const hooks = {
+    checkCancelled: () => {
+      if (cancelled.has(req.id)) throw new Cancelled();
+    },
+    onProgress: (p: { stage: string; done: number; total: number; etaSeconds?: number }) => send({ type: 'progress', id: req.id, ...p }),
+    log: (line: string) => send({ type: 'log', id: req.id, line }),
+  };
+  switch (req.type) {
+    case 'inspect':
+      return inspectModel(req.model);
+    case 'prune':
+      return pruneJob({ model: req.model, calib: req.calib, out: req.out, overwrite: req.overwrite, threads: req.threads, options: req.options }, hooks);
+    case 'bench':
+      return (await benchJob({ models: req.models, eval: req.eval, samples: req.samples, threads: req.threads }, hooks)).map((r) => ({ ...r, answers: undefined }));
+  }
+}
+
+let queue = Promise.resolve();
+process.on('message', (req: EngineRequest) => {
+  if (req.type === 'cancel') {
+    cancelled.add(req.id);
+    return;
+  }
+  // One job at a time: onnxruntime already uses every core it is given.
+  queue = queue.then(async () => {
+    try {
+      const result = await handle(req);
+      send({ type: 'result', id: req.id, result });
+    } catch (e) {
+      const err = e as Error;
+      send({ type: 'error', id: req.id, message: err.message, stack: err.stack, cancelled: err instanceof Cancelled });
+    } finally {
+      cancelled.delete(req.id);
+    }
+  });
+});
+
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready', pid: process.pid });
