@@ -43,9 +43,11 @@ export interface OwnedSession {
 }
 
 /**
- * Opens a session on an edited copy of `source`'s model. Inline models load from memory;
- * a model with external data is written to a temporary folder next to links to the
- * original data files, so no weight is copied and the original folder is not touched.
+ * Opens a session on an edited copy of `source`'s model. Inline models load from memory.
+ * A model with external data is written to a temporary folder next to hard links to the
+ * original data files (onnxruntime resolves symlinks and refuses data outside the model's
+ * folder), so no weight is copied and the original folder is not touched. The folder is
+ * made beside the model's folder, on the same file system, so the links can be made.
  */
 export async function openEditedSession(model: ModelProto, source: OnnxFile, o?: RuntimeOptions): Promise<OwnedSession> {
   const locations = externalLocations(model);
@@ -53,18 +55,8 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
     const session = await ort.InferenceSession.create(encodeModel(model), sessionOptions(o));
     return { session, dispose: () => session.release() };
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-session-'));
+  const dir = linkedCopyDir(source, locations);
   try {
-    for (const loc of locations) {
-      const target = source.resolveExternal(loc);
-      const link = path.join(dir, loc);
-      fs.mkdirSync(path.dirname(link), { recursive: true });
-      try {
-        fs.symlinkSync(target, link);
-      } catch {
-        fs.linkSync(target, link);
-      }
-    }
     const file = path.join(dir, path.basename(source.filePath));
     fs.writeFileSync(file, encodeModel(model));
     const session = await ort.InferenceSession.create(file, sessionOptions(o));
@@ -79,6 +71,35 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
     fs.rmSync(dir, { recursive: true, force: true });
     throw e;
   }
+}
+
+function linkedCopyDir(source: OnnxFile, locations: string[]): string {
+  // Beside the package (a decoder in `onnx/` belongs to the folder above it), never inside it.
+  const modelDir = path.resolve(source.dir);
+  const packageDir = path.basename(modelDir) === 'onnx' ? path.dirname(modelDir) : modelDir;
+  const parents = [path.dirname(packageDir), os.tmpdir()];
+  for (const parent of parents) {
+    let dir: string | undefined;
+    try {
+      dir = fs.mkdtempSync(path.join(parent, '.short-lvlm-session-'));
+      for (const loc of locations) {
+        const link = path.join(dir, loc);
+        fs.mkdirSync(path.dirname(link), { recursive: true });
+        fs.linkSync(source.resolveExternal(loc), link);
+      }
+      return dir;
+    } catch {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  // Last resort (no writable folder on the model's file system): copy the data.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-session-'));
+  for (const loc of locations) {
+    const dst = path.join(dir, loc);
+    fs.mkdirSync(path.dirname(dst), { recursive: true });
+    fs.copyFileSync(source.resolveExternal(loc), dst);
+  }
+  return dir;
 }
 
 /** Any floating-point output as float32 (fp16 comes back as Uint16Array). */
