@@ -48,7 +48,9 @@ function parseLayers(s: string): number[] {
   for (const p of s.split(',').map((x) => x.trim()).filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(p);
     if (!m) throw new UsageError(`--layers: "${p}" is not a layer index or range (e.g. 3,5 or 10-12)`);
-    for (let i = Number(m[1]); i <= Number(m[2] ?? m[1]); i++) out.push(i);
+    const [a, b] = [Number(m[1]), Number(m[2] ?? m[1])];
+    if (b < a) throw new UsageError(`--layers: "${p}" is an empty range (write ${b}-${a})`);
+    for (let i = a; i <= b; i++) out.push(i);
   }
   if (!out.length) throw new UsageError('--layers needs at least one index');
   return [...new Set(out)].sort((x, y) => x - y);

@@ -34,6 +34,8 @@ export interface ReferenceResult {
   layerInputs: Float64Array[];
   /** hidden[1..L] */
   layerOutputs: Float64Array[];
+  /** Residual stream after each layer's attention add (before its MLP), [S, H]; the input for a skipped layer. */
+  layerMids: Float64Array[];
   /** Final-norm output [S, H] (what lm_head reads). */
   finalNormed: Float64Array;
   /** With captureAttention: per layer [heads, S, S] probabilities (row = query, masked entries 0); undefined for skipped layers. */
@@ -106,10 +108,12 @@ export function referenceForward(w: SynthWeights, inputsEmbeds: Vec, opts: Refer
 
   let x = Float64Array.from(inputsEmbeds);
   const hidden: Float64Array[] = [x];
+  const mids: Float64Array[] = [];
   const attention: Array<Float64Array | undefined> | undefined = opts.captureAttention ? [] : undefined;
   for (let l = 0; l < L; l++) {
     if (skip.has(l)) {
       hidden.push(x);
+      mids.push(x);
       attention?.push(undefined);
       continue;
     }
@@ -151,6 +155,7 @@ export function referenceForward(w: SynthWeights, inputsEmbeds: Vec, opts: Refer
     const attnOut = matmul(ctx, S, nH * hd, lw.o, H);
     const r1 = new Float64Array(S * H);
     for (let i = 0; i < r1.length; i++) r1[i] = x[i] + attnOut[i];
+    mids.push(r1);
     // MLP
     const xn2 = rmsNorm(r1, S, H, lw.postNorm, eps);
     const gate = matmul(xn2, S, H, lw.gate, I);
@@ -164,7 +169,7 @@ export function referenceForward(w: SynthWeights, inputsEmbeds: Vec, opts: Refer
   }
   const finalNormed = rmsNorm(x, S, H, opts.replace?.finalNorm ?? w.finalNorm, eps);
   const logits = matmul(finalNormed, S, H, opts.replace?.lmHead ?? w.lmHead, V);
-  return { seqLen: S, logits, hidden, layerInputs: hidden.slice(0, L), layerOutputs: hidden.slice(1), finalNormed, attention };
+  return { seqLen: S, logits, hidden, layerInputs: hidden.slice(0, L), layerOutputs: hidden.slice(1), layerMids: mids, finalNormed, attention };
 }
 
 /** embed_tokens: rows of the [V, H] table. */

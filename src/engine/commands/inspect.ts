@@ -53,6 +53,9 @@ export function inspectModel(input: string): InspectReport {
   try {
     const s = discoverLayers(file.graph);
     const inits = file.initializerMap();
+    // External data must be readable where the model says it is (inside its folder, long enough):
+    // report a package that cannot be pruned here rather than halfway through a prune.
+    for (const t of inits.values()) file.externalRef(t);
     const w = (r?: WeightRef): WeightInfo | undefined => {
       if (!r) return undefined;
       const t = inits.get(r.name);

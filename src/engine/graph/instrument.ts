@@ -12,6 +12,8 @@ import { cloneModel } from './surgery';
 export interface LayerTaps {
   /** Output name of the residual stream entering layer i ('' for the graph input itself). */
   residualIn: string;
+  /** Residual stream between attention and MLP (after the attention add). */
+  residualMid: string;
   residualOut: string;
   /** Attention probabilities [B, heads, S, T] (decomposed style). */
   probs?: string;
@@ -56,9 +58,10 @@ export function instrumentDecoder(model: ModelProto, opts: { attention?: boolean
       fn.output[3] = FINAL_RESIDUAL;
       residualOut = FINAL_RESIDUAL;
     }
-    const tap: LayerTaps = { residualIn: l.residualIn === structure.embeddings ? '' : l.residualIn, residualOut };
+    const tap: LayerTaps = { residualIn: l.residualIn === structure.embeddings ? '' : l.residualIn, residualMid: l.residualMid, residualOut };
     if (want.has(l.index)) {
       addOutput(tap.residualIn);
+      addOutput(tap.residualMid);
       addOutput(residualOut);
     }
     if (opts.attention !== false && want.has(l.index) && l.attention) {

@@ -159,7 +159,11 @@ function residualSteps(idx: GraphIndex, start: string): { steps: Step[]; final: 
         }
       } else if (SKIP_NORMS.has(c.opType) && (c.input[0] === cur || c.input[1] === cur)) {
         const other = c.input[0] === cur ? c.input[1] : c.input[0];
-        if (idx.dependsOn(other, cur)) candidates.push({ node: c, in: cur, out: c.output[3] ?? '', branch: other });
+        // The branch reads the normed output (output 0) of the node whose sum output (3) is
+        // `cur`, not `cur` itself: it depends on the stream through that node.
+        const p = idx.producer.get(cur);
+        const fromStream = idx.dependsOn(other, cur) || (p !== undefined && SKIP_NORMS.has(p.opType) && idx.ancestors([other]).has(p));
+        if (fromStream) candidates.push({ node: c, in: cur, out: c.output[3] ?? '', branch: other });
       }
     }
     if (candidates.length === 0) return { steps, final: cur };

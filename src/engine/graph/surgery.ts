@@ -95,16 +95,24 @@ function cutLayer(g: GraphProto, s: DecoderStructure, k: number): void {
   const next = k + 1 < s.layers.length ? s.layers[k + 1].inputNorm : s.finalNorm;
   if (layer.inputNorm && next && SKIP_NORMS.has(next.opType)) {
     // Fused style: the norm that adds this layer's MLP also normalises for the next layer.
-    // Let this layer's own input norm take over the next norm's weight and consumers.
+    // This layer's own input norm (which reads the stream entering layer k) becomes the next
+    // norm: it takes over its weight, its name and its output names, and the next norm is
+    // deleted, so the graph reads like an export without layer k (names renumber cleanly,
+    // graph outputs stay produced). Removing several layers in descending order chains this.
     const own = layer.inputNorm;
     const ownWeight = SKIP_NORMS.has(own.opType) ? 2 : 1;
     own.input[ownWeight] = next.input[2];
     if (SKIP_NORMS.has(own.opType) && SKIP_NORMS.has(next.opType) && next.input[3]) own.input[3] = next.input[3];
-    rewireConsumers(g, next.output[0], own.output[0]);
-    if (next.output[3]) rewireConsumers(g, next.output[3], layer.residualIn);
-    if (g.output.some((o) => o.name === next.output[0])) {
-      throw new LayerDiscoveryError(`layer ${k}: the norm after it is a graph output (${next.output[0]}); removing it is not supported`);
-    }
+    const nextLayerNo = /layers?[._/](\d+)/.exec(next.name)?.[1];
+    own.name = own.opType === next.opType || nextLayerNo === undefined ? next.name : own.name.replace(/(layers?[._/])\d+/, `$1${nextLayerNo}`);
+    own.output[0] = next.output[0];
+    if (next.output[3]) {
+      if (SKIP_NORMS.has(own.opType)) {
+        while (own.output.length < 4) own.output.push('');
+        own.output[3] = next.output[3];
+      } else rewireConsumers(g, next.output[3], layer.residualIn);
+    } else if (own.output.length > 3) own.output[3] = '';
+    g.node.splice(g.node.indexOf(next), 1);
     return;
   }
   if (!layer.residualOut) throw new LayerDiscoveryError(`layer ${k}: residual output not found`);

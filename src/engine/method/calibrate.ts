@@ -138,7 +138,7 @@ export class CalibrationSession {
       const heads = a.numHeads ?? q.length / S / headDim;
       const scale = a.node?.attribute.find((x) => x.name === 'scale')?.f;
       const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, this.rope.cos, this.rope.sin, this.rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true);
-      return headMean(probs, heads, S, S);
+      return headMean(probs, heads, S, probs.length / (heads * S));
     }
     throw new Error(`layer ${l}: no attention tap to compute token importance from`);
   }

@@ -7,7 +7,9 @@ export function defaultCandidates(numLayers: number): [number, number] {
 
 export function layersToRemove(ratio: number, numLayers: number): number {
   if (!(ratio > 0 && ratio <= 0.5)) throw new Error(`ratio must be in (0, 0.5], got ${ratio}`);
-  return Math.round(ratio * numLayers);
+  const n = Math.round(ratio * numLayers);
+  if (n < 1) throw new Error(`ratio ${ratio} of ${numLayers} layers removes no layer; use at least ${(0.5 / numLayers).toFixed(3)}`);
+  return n;
 }
 
 function checkRange(n: number, [lo, hi]: [number, number], numLayers: number): number[] {
@@ -44,7 +46,7 @@ export function rankByScore(scores: Array<number | null>, candidates: [number, n
 /** Seeded uniform choice of n candidates (the random-dropping baseline). */
 export function selectRandom(n: number, candidates: [number, number], numLayers: number, seed: number): number[] {
   const range = checkRange(n, candidates, numLayers);
-  let s = seed >>> 0 || 1;
+  let s = (seed + 0x9e3779b9) >>> 0 || 1; // offset so that seeds 0 and 1 differ
   const rand = () => ((s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
   for (let i = range.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

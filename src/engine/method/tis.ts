@@ -3,8 +3,9 @@
 // queries at or after it) and cross-modal (attention received from text queries that can see
 // it). Text token i: mean of cross-modal (its attention to the visual tokens it can see) and
 // intra-modal (attention received from text queries at or after it). Column means count only
-// unmasked rows; a text token that precedes every image token has no cross-modal term and is
-// scored 0 there (it cannot look at the image).
+// unmasked rows. A term with nothing to average over does not exist and the score is the
+// mean of the terms that do: a text token before the image has no cross-modal term, and a
+// text-only model (an LLM) reduces to the intra-modal text term, as the method says.
 
 export interface AttentionMap {
   /** [S, S] head-averaged attention, row = query, column = key; float64. */
@@ -49,9 +50,7 @@ export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64
   }
   for (let i = 0; i < S; i++) {
     if (isImage[i]) {
-      const intra = nVis[i] ? fromVis[i] / nVis[i] : 0;
-      const cross = nText[i] ? fromText[i] / nText[i] : 0;
-      tis[i] = (intra + cross) / 2;
+      tis[i] = meanOfTerms(nVis[i] ? fromVis[i] / nVis[i] : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     } else {
       let visSum = 0;
       let visSeen = 0;
@@ -61,12 +60,16 @@ export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64
           visSeen++;
         }
       }
-      const cross = visSeen ? visSum / visSeen : 0;
-      const intra = nText[i] ? fromText[i] / nText[i] : 0;
-      tis[i] = (cross + intra) / 2;
+      tis[i] = meanOfTerms(visSeen ? visSum / visSeen : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     }
   }
   return tis;
+}
+
+function meanOfTerms(a: number | undefined, b: number | undefined): number {
+  if (a === undefined) return b ?? 0;
+  if (b === undefined) return a;
+  return (a + b) / 2;
 }
 
 export type KeepMode = 'count' | 'nucleus';

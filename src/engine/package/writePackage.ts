@@ -38,27 +38,40 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
   if (outDir === pkg.root || (pkg.layout !== 'single' && outDir.startsWith(pkg.root + path.sep))) {
     throw new PackageError('the output folder must be outside the model folder: the original package is never modified');
   }
+  if (pkg.root.startsWith(outDir + path.sep) || pkg.decoder.startsWith(outDir + path.sep)) {
+    // With overwrite, the old output folder is deleted: it must not hold the model being read.
+    throw new PackageError('the output folder must not contain the model folder: the original package is never modified');
+  }
   if (fs.existsSync(outDir) && !opts.overwrite) {
     throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
   }
-  fs.mkdirSync(path.dirname(outDir), { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
+  // Read and prune before creating anything, so that a bad model or layer list leaves no folder.
   const src = OnnxFile.open(pkg.decoder);
+  let tmp: string | undefined;
   try {
     const check = opts.checkCancelled ?? (() => undefined);
-    const removal = removeLayers(src.model, opts.remove);
-    let model = removal.model;
+    // Every external tensor readable (inside the folder, file present, long enough) before anything is written.
+    for (const t of src.initializerMap().values()) src.externalRef(t);
+    // Replace weights by their original names first: removal renumbers `layers.N` names.
+    let edited = src.model;
     const inits = src.initializerMap();
     for (const [name, values] of opts.replace ?? []) {
       const orig = inits.get(name);
       if (!orig) throw new PackageError(`weight ${name} not found in ${path.basename(pkg.decoder)}`);
-      if (!model.graph.initializer.some((t) => t.name === name)) {
-        throw new PackageError(`weight ${name} belongs to a removed layer (or was renamed); replace weights by their original names of retained layers`);
+      edited = replaceInitializer(edited, name, values, orig);
+    }
+    const removal = removeLayers(edited, opts.remove);
+    const model = removal.model;
+    const kept = new Set(model.graph.initializer.map((t) => t.rawData));
+    for (const [name] of opts.replace ?? []) {
+      if (!kept.has(edited.graph.initializer.find((t) => t.name === name)?.rawData)) {
+        throw new PackageError(`weight ${name} belongs to a removed layer; only retained layers' weights can be replaced`);
       }
-      model = replaceInitializer(model, name, values, orig);
     }
     check();
 
+    fs.mkdirSync(path.dirname(outDir), { recursive: true });
+    tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
     const decoderRel = path.relative(pkg.root, pkg.decoder);
     const outDecoder = path.join(tmp, decoderRel);
     fs.mkdirSync(path.dirname(outDecoder), { recursive: true });
@@ -115,7 +128,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       skippedVariants,
     };
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   } finally {
     src.close();
