@@ -1,0 +1,145 @@
+// Chart.js instances of the current render (destroyed before each re-render) and the small
+// plugins the panels share.
+
+import { Chart, ChartConfiguration, ChartType, LegendItem, Plugin } from 'chart.js/auto';
+import { alpha, Theme } from './theme';
+
+const live: Chart[] = [];
+
+export function makeChart<T extends ChartType>(canvas: HTMLCanvasElement, config: ChartConfiguration<T>): Chart<T> {
+  const c = new Chart(canvas, config);
+  live.push(c as unknown as Chart);
+  return c;
+}
+
+export function destroyCharts(): void {
+  for (const c of live.splice(0)) c.destroy();
+}
+
+/** Extra legend entries (bands, markers) that do not toggle a dataset. */
+export function legendWithExtras(extras: LegendItem[]) {
+  return {
+    labels: {
+      generateLabels(chart: Chart): LegendItem[] {
+        return [...Chart.defaults.plugins.legend.labels.generateLabels(chart), ...extras];
+      },
+    },
+    onClick(this: unknown, e: unknown, item: LegendItem, legend: unknown) {
+      if (item.datasetIndex === undefined) return;
+      (Chart.defaults.plugins.legend.onClick as unknown as (this: unknown, ...a: unknown[]) => void).call(this, e, item, legend);
+    },
+  };
+}
+
+export interface LayerBandsOptions {
+  candidates?: [number, number] | null;
+  pruned: number[];
+  partners: number[];
+  colors: { candidate: string; pruned: string; partner: string; label: string };
+}
+
+/** Shaded columns behind a category x axis: candidate range, pruned and partner layers. */
+export const layerBands: Plugin = {
+  id: 'layerBands',
+  beforeDatasetsDraw(chart, _args, opts: LayerBandsOptions) {
+    if (!opts || !opts.pruned) return;
+    const x = chart.scales.x;
+    const area = chart.chartArea;
+    if (!x || !area) return;
+    const n = chart.data.labels?.length ?? 0;
+    if (!n) return;
+    const step = n > 1 ? Math.abs(x.getPixelForValue(1) - x.getPixelForValue(0)) : area.right - area.left;
+    const left = (i: number) => x.getPixelForValue(i) - step / 2;
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(area.left, area.top, area.right - area.left, area.bottom - area.top);
+    ctx.clip();
+    if (opts.candidates) {
+      const [a, b] = opts.candidates;
+      ctx.fillStyle = opts.colors.candidate;
+      ctx.fillRect(left(a), area.top, left(b) + step - left(a), area.bottom - area.top);
+    }
+    for (const [list, color] of [
+      [opts.partners, opts.colors.partner],
+      [opts.pruned, opts.colors.pruned],
+    ] as const) {
+      ctx.fillStyle = color;
+      for (const i of list) ctx.fillRect(left(i) + step * 0.08, area.top, step * 0.84, area.bottom - area.top);
+    }
+    if (opts.candidates) {
+      ctx.fillStyle = opts.colors.label;
+      ctx.font = `${Chart.defaults.font.size}px ${Chart.defaults.font.family}`;
+      ctx.textBaseline = 'bottom';
+      const [a, b] = opts.candidates;
+      const x0 = left(a) + 2;
+      const x1 = left(b) + step - 2;
+      ctx.strokeStyle = opts.colors.label;
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.moveTo(x0, area.bottom - 8);
+      ctx.lineTo(x0, area.bottom - 2);
+      ctx.lineTo(x1, area.bottom - 2);
+      ctx.lineTo(x1, area.bottom - 8);
+      ctx.stroke();
+      ctx.fillText(`candidate range (layers ${a}–${b})`, x0 + 6, area.bottom - 6);
+    }
+    ctx.restore();
+  },
+};
+
+export interface ConnectorOptions {
+  /** Pairs of dataset indices: draw a segment from point i of the first to point i of the second. */
+  pairs: [number, number][];
+  color: string;
+}
+
+/** Thin segments between corresponding points of two scatter datasets (before -> after). */
+export const connectors: Plugin = {
+  id: 'connectors',
+  beforeDatasetsDraw(chart, _args, opts: ConnectorOptions) {
+    if (!opts || !opts.pairs) return;
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.strokeStyle = opts.color;
+    ctx.lineWidth = 1;
+    for (const [a, b] of opts.pairs) {
+      if (!chart.isDatasetVisible(a) || !chart.isDatasetVisible(b)) continue;
+      const pa = chart.getDatasetMeta(a).data;
+      const pb = chart.getDatasetMeta(b).data;
+      for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+        ctx.beginPath();
+        ctx.moveTo(pa[i].x, pa[i].y);
+        ctx.lineTo(pb[i].x, pb[i].y);
+        ctx.stroke();
+      }
+    }
+    ctx.restore();
+  },
+};
+
+Chart.register(layerBands, connectors);
+
+declare module 'chart.js' {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  interface PluginOptionsByType<TType extends ChartType> {
+    layerBands?: LayerBandsOptions;
+    connectors?: ConnectorOptions;
+  }
+}
+
+export function bandColors(t: Theme): LayerBandsOptions['colors'] {
+  const strong = t.kind === 'high-contrast' ? 2 : 1;
+  return {
+    candidate: alpha(t.fg, 0.05 * strong),
+    pruned: alpha(t.red, t.kind === 'light' ? 0.1 : 0.16),
+    partner: alpha(t.green, t.kind === 'light' ? 0.09 : 0.12),
+    label: t.muted,
+  };
+}
+
+export function axisTitle(text: string) {
+  return { display: true, text, font: { weight: 'bold' as const } };
+}
+
+export { Chart };

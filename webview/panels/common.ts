@@ -1,0 +1,56 @@
+// Header shared by all panels: what model, what was removed, and links to the other panels.
+
+import type { PanelKind } from '../../src/protocol/messages';
+import type { Report } from '../../src/protocol/report';
+import { h } from '../dom';
+import { basename, bytes, layerList } from '../format';
+import { button } from '../toolkit';
+import type { PanelContext } from './context';
+
+export const PANEL_TITLES: Record<PanelKind, string> = {
+  redundancy: 'Layer redundancy',
+  tokens: 'Token importance',
+  gap: 'Compensation gap',
+  benchmark: 'Benchmark',
+};
+
+function modelName(r: Report): string {
+  return basename(r.model?.root ?? 'model');
+}
+
+export function header(ctx: PanelContext): HTMLElement {
+  const r = ctx.report;
+  const o = r.options;
+  const L = r.model.numLayers;
+  const facts: [string, string][] = [
+    ['layers', `${L} → ${r.output?.numLayers ?? L - r.removed.length}`],
+    ['removed', `${layerList(r.removed)} (${Math.round((r.removed.length / L) * 100)} %)`],
+    ['method', `${o.method}${o.scp ? ` + SCP (${o.scpTarget}, rank ${r.pairs[0]?.rank ?? o.rank ?? 'auto'})` : ', no SCP'}`],
+    ['tokens kept', `${o.keepMode === 'nucleus' ? 'nucleus ' : 'top '}${Math.round(o.topP * 100)} %`],
+    ['calibration', `${r.calibration.samples} samples, ${r.calibration.tokensMean.toFixed(0)} tokens (${r.calibration.visualTokensMean.toFixed(0)} visual)`],
+    ['size', r.output?.bytes ? bytes(r.output.bytes) : '–'],
+  ];
+  const nav = h('nav', { class: 'nav', 'aria-label': 'Other panels' });
+  for (const p of Object.keys(PANEL_TITLES) as PanelKind[]) {
+    if (p === ctx.panel) continue;
+    nav.append(button(PANEL_TITLES[p], () => ctx.openPanel(p), { title: `Open the ${PANEL_TITLES[p].toLowerCase()} panel`, id: `open-${p}` }));
+  }
+  const dl = h('dl', { class: 'facts' });
+  for (const [k, v] of facts) dl.append(h('div', {}, h('dt', {}, k), h('dd', {}, v)));
+  const warnings = r.warnings?.length ? h('ul', { class: 'warnings' }, ...r.warnings.map((w) => h('li', {}, w))) : null;
+  return h(
+    'header',
+    { class: 'panel-header' },
+    h('div', { class: 'title-row' }, h('h1', {}, `${PANEL_TITLES[ctx.panel]} `, h('span', { class: 'model', title: r.model.root }, `· ${modelName(r)}`)), nav),
+    dl,
+    warnings,
+  );
+}
+
+export function empty(title: string, ...lines: (string | HTMLElement)[]): HTMLElement {
+  return h('div', { class: 'empty-state', role: 'status' }, h('h2', {}, title), ...lines.map((l) => (typeof l === 'string' ? h('p', {}, l) : l)));
+}
+
+export function statusBadge(status: string): HTMLElement {
+  return h('span', { class: `badge status-${status}` }, status);
+}

@@ -1,0 +1,24 @@
+// What every panel renderer receives.
+
+import type { BenchmarkReport, Report } from '../../src/protocol/report';
+import type { PanelKind } from '../../src/protocol/messages';
+import type { Theme } from '../theme';
+import type { UiState } from '../vscodeApi';
+
+export interface PanelContext {
+  panel: PanelKind;
+  report: Report;
+  benchmark?: BenchmarkReport;
+  theme: Theme;
+  ui: UiState;
+  /** Update UI state (persisted); rerender = re-run the panel's render. */
+  setUi(patch: Partial<UiState>, rerender?: boolean): void;
+  openPanel(panel: PanelKind): void;
+  selectLayers(layers: number[]): void;
+  /** Data URI of a sample image if the host sent it; otherwise asks the host once. */
+  image(sample: number): string | undefined;
+  /** Called when an image arrives (the panel re-renders its sample view). */
+  onImage(cb: (sample: number, dataUri: string) => void): void;
+}
+
+export type PanelRenderer = (root: HTMLElement, ctx: PanelContext) => void;
