@@ -230,7 +230,7 @@ export async function calibrate(cs: CalibrationSession, samples: CalibSample[], 
 }
 
 function tokenTexts(frontend: VlmFrontend, enc: Encoded): string[] {
-  return enc.ids.map((id, i) => (enc.isImage[i] ? '<image>' : frontend.decode([id]) || String(id)));
+  return enc.ids.map((id, i) => (enc.isImage[i] ? '<image>' : frontend.tokenText(id) || String(id)));
 }
 
 export function layerMeans(st: CalibrationStats): { cosTis: number; cosAll: number; cosText: number | null; cosVisual: number | null; keptVisualShare: number }[] {

@@ -138,6 +138,11 @@ export class VlmFrontend {
     return this.tokenizer.decode(tokens, { skip_special_tokens: true }) as string;
   }
 
+  /** One token as text for display, special tokens included (`<s>`, `</s>`). */
+  tokenText(id: number): string {
+    return this.tokenizer.decode([id], { skip_special_tokens: false }) as string;
+  }
+
   async embedTokens(ids: number[]): Promise<Float32Array> {
     const out = await this.embed.run({ [this.embed.inputNames[0]]: int64Tensor(ids, [1, ids.length]) });
     return Float32Array.from(toFloat32(out[this.embed.outputNames[0]]));
