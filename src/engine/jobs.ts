@@ -48,8 +48,9 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
-  if (o.method === 'manual' && !o.scp) {
-    // An explicit choice without compensation needs no calibration at all.
+  if (o.method === 'manual' && !o.scp && !a.calib) {
+    // An explicit choice without compensation needs no calibration at all (with --calib, the
+    // calibrated path below still writes a report explaining the hand-made choice).
     const out = a.out ?? defaultOutDir(pkg.root, `l${o.layers!.join('-')}`);
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
     const L = r.numLayers + r.removed.length;

@@ -15,7 +15,7 @@ class Cancelled extends Error {
 const cancelled = new Set<number>();
 
 function send(e: EngineEvent): void {
-  process.send?.(e);
+  if (process.connected) process.send?.(e);
 }
 
 async function handle(req: Exclude<EngineRequest, { type: 'cancel' }>): Promise<unknown> {
@@ -44,6 +44,7 @@ process.on('message', (req: EngineRequest) => {
   }
   // One job at a time: onnxruntime already uses every core it is given.
   queue = queue.then(async () => {
+    running.add(req.id);
     try {
       const result = await handle(req);
       send({ type: 'result', id: req.id, result });
@@ -51,10 +52,18 @@ process.on('message', (req: EngineRequest) => {
       const err = e as Error;
       send({ type: 'error', id: req.id, message: err.message, stack: err.stack, cancelled: err instanceof Cancelled });
     } finally {
+      running.delete(req.id);
       cancelled.delete(req.id);
     }
   });
 });
 
-process.on('disconnect', () => process.exit(0));
+// The host went away (window closed, extension host restarted): cancel the running job so
+// that it removes its temporary folder, then exit; give up after a few seconds.
+const running = new Set<number>();
+process.on('disconnect', () => {
+  for (const id of running) cancelled.add(id);
+  setTimeout(() => process.exit(0), 5000).unref();
+  queue.finally(() => process.exit(0));
+});
 send({ type: 'ready', pid: process.pid });

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the test-only tools for the integration test into test/integration/.tools, away
+# from the extension's package.json (keeps `npm ci` and the .vsix light):
+#   - code-server (a real VS Code server + extension host, offline) — needs Node 24 and
+#     libkrb5-dev to build its native modules;
+#   - node@24 from npm (the machines run Node 20);
+#   - playwright-core, driving Debian's chromium.
+# Idempotent: a finished install leaves .tools/.ok and is skipped next time.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+tools="$here/.tools"
+export ONNXRUNTIME_NODE_INSTALL=skip
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+dpkg -s libkrb5-dev >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
+command -v make >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ -f "$tools/.ok" ] && [ -x "$tools/node_modules/node/bin/node" ] && [ -d "$tools/node_modules/code-server" ]; then
+  echo "setup: tools already installed in $tools"
+  exit 0
+fi
+mkdir -p "$tools"
+cd "$tools"
+[ -f package.json ] || echo '{"name":"short-lvlm-integration-tools","private":true}' > package.json
+# node@24 first: code-server's install scripts must build against Node 24.
+npm install --no-audit --no-fund --loglevel=error node@24 playwright-core@1
+node24="$tools/node_modules/node/bin/node"
+"$node24" -v
+# Put Node 24 first on PATH so code-server's postinstall (node-gyp, engines check) uses it.
+mkdir -p "$tools/bin"
+ln -sf "$node24" "$tools/bin/node"
+PATH="$tools/bin:$PATH" npm install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4
+touch "$tools/.ok"
+echo "setup: done"
