@@ -3,6 +3,8 @@
 
 import { parseArgs } from 'node:util';
 import * as fs from 'fs';
+import * as path from 'path';
+import { attachBenchmark, toBenchmarkReport } from './engine/bench/attach';
 import { formatInspect, inspectModel } from './engine/commands/inspect';
 import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
@@ -29,9 +31,10 @@ commands:
   prune <model> --recipe <recipe.json> [--out <dir>]
       Re-apply a recorded pruning without calibration.
 
-  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--json]
+  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--json] [--no-save]
       Accuracy per family, relative accuracy, next-token agreement and KL against the first
-      model, samples per second and size.
+      model, samples per second and size. Stored in each model's short-lvlm-report.json
+      when it has one (unless --no-save).
 
   sweep <model> --calib <file> --eval <file> [--ratios 0.1,0.2,0.3,0.4]
         [--methods svl,svl-noscp,cosine,cosine-scp,text,visual] [--random-seeds 3]
@@ -155,7 +158,7 @@ async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' } },
+      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, 'no-save': { type: 'boolean' } },
     });
     if (!positionals.length) throw new UsageError('bench takes one or more model paths');
     if (!values.eval) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})');
@@ -164,6 +167,11 @@ async function main(argv: string[]): Promise<number> {
     const rows = await benchJob({ models: positionals, eval: values.eval, samples, threads }, { onProgress: stderrProgress(values.quiet) });
     if (values.json) for (const r of rows) process.stdout.write(JSON.stringify({ ...r, answers: undefined }) + '\n');
     else process.stdout.write(formatBenchTable(rows) + '\n');
+    if (!values['no-save']) {
+      // Pruned packages keep the comparison in their report, for the Benchmark panel.
+      const saved = attachBenchmark(positionals, toBenchmarkReport(rows, path.resolve(values.eval)));
+      for (const f of saved) process.stderr.write(`benchmark saved in ${f}\n`);
+    }
     return 0;
   }
   if (command === 'sweep') {

@@ -2,22 +2,11 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
-import type { BenchmarkReport, BenchRow } from '../protocol/report';
 import type { Progress } from './engineClient';
+export { toBenchmarkReport } from '../engine/bench/attach';
+export type { BenchResult } from '../engine/bench/attach';
 
 /** The shape of the engine's bench result (ModelBench without its answers). */
-export interface BenchResult {
-  model: string;
-  numLayers: number;
-  accuracy: number;
-  families: BenchRow['families'];
-  samplesPerSecond: number;
-  sizeBytes: number;
-  relativeAccuracy?: number;
-  agreement?: number;
-  klMean?: number;
-}
-
 export function formatEta(seconds: number): string {
   const s = Math.max(1, Math.round(seconds));
   if (s < 60) return `${s}s`;
@@ -43,21 +32,3 @@ export function removePartials(out: string): string[] {
   return names;
 }
 
-export function toBenchmarkReport(results: BenchResult[], evalFile: string): BenchmarkReport {
-  const base = results[0];
-  const rows: BenchRow[] = results.map((r, i) => ({
-    model: r.model,
-    label: i === 0 ? `${path.basename(r.model)} (original)` : path.basename(r.model),
-    numLayers: r.numLayers,
-    accuracy: r.accuracy,
-    families: r.families,
-    relativeAccuracy: i === 0 ? 1 : r.relativeAccuracy,
-    agreement: i === 0 ? 1 : r.agreement,
-    klMean: i === 0 ? 0 : r.klMean,
-    samplesPerSecond: r.samplesPerSecond,
-    speedup: base && base.samplesPerSecond > 0 ? r.samplesPerSecond / base.samplesPerSecond : undefined,
-    sizeBytes: r.sizeBytes,
-  }));
-  const items = base ? Object.values(base.families).reduce((a, f) => a + f.n, 0) : 0;
-  return { evalFile, items, rows };
-}

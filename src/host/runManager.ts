@@ -3,6 +3,7 @@
 // process killed by the EngineClient, and then the engine never reached its own cleanup, so
 // the `.NAME.partial-*` folder it was writing is removed here.
 
+import { attachBenchmark } from '../engine/bench/attach';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
@@ -114,22 +115,7 @@ export class RunManager implements vscode.Disposable {
     const results = await this.run<BenchResult[]>(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, threads });
     if (!results) return undefined;
     const benchmark = toBenchmarkReport(results, evalFile);
-    const reports: string[] = [];
-    for (const m of models) {
-      const file = path.join(m, 'short-lvlm-report.json');
-      if (!fs.existsSync(file)) continue;
-      try {
-        const report = JSON.parse(fs.readFileSync(file, 'utf8')) as Report;
-        report.benchmark = benchmark;
-        // Write-then-rename so an open report is never seen half written.
-        const tmp = `${file}.tmp-${process.pid}`;
-        fs.writeFileSync(tmp, JSON.stringify(report, null, 1));
-        fs.renameSync(tmp, file);
-        reports.push(file);
-      } catch (e) {
-        log().error(`could not add the benchmark to ${file}: ${(e as Error).message}`);
-      }
-    }
+    const reports = attachBenchmark(models, benchmark, (file, e) => log().error(`could not add the benchmark to ${file}: ${e.message}`));
     return { benchmark, reports };
   }
 
