@@ -36,6 +36,9 @@ node24="$tools/node_modules/node/bin/node"
 # Put Node 24 first on PATH so code-server's postinstall (node-gyp, engines check) uses it.
 mkdir -p "$tools/bin"
 ln -sf "$node24" "$tools/bin/node"
-PATH="$tools/bin:$PATH" npm install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4
+# npm puts the directory of the node running it first on the scripts' PATH, so npm itself
+# must run under Node 24 for code-server's postinstall to see (and build for) Node 24.
+npmcli="$(npm root -g)/npm/bin/npm-cli.js"
+PATH="$tools/bin:$PATH" "$node24" "$npmcli" install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4
 touch "$tools/.ok"
 echo "setup: done"
