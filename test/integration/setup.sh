@@ -39,6 +39,9 @@ ln -sf "$node24" "$tools/bin/node"
 # npm puts the directory of the node running it first on the scripts' PATH, so npm itself
 # must run under Node 24 for code-server's postinstall to see (and build for) Node 24.
 npmcli="$(npm root -g)/npm/bin/npm-cli.js"
+# Under `npm run`, the outer npm (Node 20) exports npm_config_user_agent, which the inner npm
+# would inherit as its user agent; code-server's postinstall reads the Node version from it.
+unset npm_config_user_agent
 PATH="$tools/bin:$PATH" "$node24" "$npmcli" install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4
 touch "$tools/.ok"
 echo "setup: done"
