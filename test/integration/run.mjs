@@ -372,7 +372,10 @@ async function main() {
     await tab.first().click();
     const text = await waitFor(
       'the restored panel to render the report',
-      async () => (await webviewTexts()).map((w) => w.text.trim()).find((s) => /removed\s+11, 12, 13, 14, 15/.test(s)),
+      async () => {
+        const removed = JSON.parse(fs.readFileSync(path.join(out1, 'short-lvlm-report.json'), 'utf8')).removed.join(', ');
+        return (await webviewTexts()).map((w) => w.text.trim()).find((s) => s.replace(/\s+/g, ' ').includes(`removed ${removed}`));
+      },
       60000,
       500,
     );
@@ -486,7 +489,10 @@ async function main() {
     await layers.locator('.pane-header').hover();
     await layers.locator('.pane-header .action-label[aria-label="Prune Selected Layers"]').click();
     await waitFor('another "pruned" notification', () => [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length > count, 120000, 300);
-    const out = path.join(ws, 'models', 'tiny-llava-short-lvlm-l12-13-14-15');
+    // The report's choice with layer 11's box toggled.
+    const removed = JSON.parse(fs.readFileSync(path.join(out1, 'short-lvlm-report.json'), 'utf8')).removed;
+    const chosen = (removed.includes(11) ? removed.filter((l) => l !== 11) : [...removed, 11]).sort((a, b) => a - b);
+    const out = path.join(ws, 'models', `tiny-llava-short-lvlm-l${chosen.join('-')}`);
     assert(fs.existsSync(path.join(out, 'onnx', 'decoder_model_merged.onnx')), `no ${out} (models: ${fs.readdirSync(path.join(ws, 'models')).join(', ')})`);
   });
 }
