@@ -42,6 +42,7 @@ npmcli="$(npm root -g)/npm/bin/npm-cli.js"
 # Under `npm run`, the outer npm (Node 20) exports npm_config_user_agent, which the inner npm
 # would inherit as its user agent; code-server's postinstall reads the Node version from it.
 unset npm_config_user_agent
-PATH="$tools/bin:$PATH" "$node24" "$npmcli" install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4
+# Pinned: a new code-server release can change the workbench DOM the test drives.
+PATH="$tools/bin:$PATH" "$node24" "$npmcli" install --no-audit --no-fund --loglevel=error --foreground-scripts code-server@4.139.1
 touch "$tools/.ok"
 echo "setup: done"
