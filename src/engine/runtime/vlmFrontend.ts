@@ -135,6 +135,8 @@ export class VlmFrontend {
   }
 
   decode(tokens: number[]): string {
+    // A model may answer with end-of-sequence at once; transformers.js rejects decoding [].
+    if (tokens.length === 0) return '';
     return this.tokenizer.decode(tokens, { skip_special_tokens: true }) as string;
   }
 
