@@ -1,6 +1,6 @@
 """Train the tiny LLaVA-style VLM on procedurally generated VQA (generated on the fly).
 
-    /usr/bin/python3 tools/tinyvlm/train.py --out tools/tinyvlm/runs/full --steps 2000
+    /usr/bin/python3 tools/tinyvlm/train.py --out tools/tinyvlm/runs/full
 
 Writes <out>/train.log (also stdout), <out>/ckpt.pt (latest, every --save-every steps)
 and <out>/final.pt. Per-family eval accuracy (greedy first token) every --eval-every steps.
@@ -10,9 +10,11 @@ import json
 import math
 import os
 
-# Two OpenMP/OpenBLAS threads that spin-wait degrade 10x when other processes share the two
-# cores; one passive thread was measured as fast as two here. Set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Measured on the 2-core machines (batch 24): 2 spinning OpenMP threads 1.1 s/step on an idle
+# machine, 1 thread 2.0 s/step; but spinning threads slow down 10x when another process
+# shares the cores, so there use `OMP_WAIT_POLICY=PASSIVE ... --threads 1`. Set before torch
+# is imported. OpenBLAS stays single-threaded (torch parallelises around it).
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import random
 import sys
@@ -26,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common as C  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FAMILY_WEIGHTS = {"pope": 0.2, "mcq": 0.35, "count": 0.25, "attr": 0.2}
+FAMILY_WEIGHTS = {"pope": 0.35, "mcq": 0.2, "count": 0.25, "attr": 0.2}
 
 
 def load_eval(path, limit=None):
@@ -121,12 +123,17 @@ def cell_labels(cells):
     return col, shp
 
 
+CELL_OF_PATCH = np.array([(p // (C.IMAGE_SIZE // C.PATCH)) // 4 * 2 + (p % (C.IMAGE_SIZE // C.PATCH)) // 4
+                          for p in range(C.N_PATCHES)], dtype=np.int64)
+
+
 def pretrain_vision(model, rng, steps, bs, lr, log):
     """Stage 1 (stands in for LLaVA's pretrained CLIP encoder): train the ViT alone so that
-    every patch token linearly encodes the colour and shape of the object in its grid cell.
-    Linear probe heads are discarded afterwards."""
+    every patch token linearly encodes the colour and shape of the object in its grid cell, and
+    which cell it lies in (the decoder sees image tokens at prompt-dependent distances, so the
+    position has to be in the features for "top left" questions). Probe heads are discarded."""
     d = model.cfg["vision_hidden_size"]
-    heads = torch.nn.Linear(d, 10)
+    heads = torch.nn.Linear(d, 14)
     v = model.vision
     params = [p for n, p in v.named_parameters() if not n.startswith("linear_")] + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -151,15 +158,17 @@ def pretrain_vision(model, rng, steps, bs, lr, log):
         col = torch.from_numpy(np.stack(cols))
         shp = torch.from_numpy(np.stack(shps))
         lc = torch.nn.functional.cross_entropy(out[..., :5].reshape(-1, 5), col.view(-1))
-        ls = torch.nn.functional.cross_entropy(out[..., 5:].reshape(-1, 5), shp.view(-1))
-        loss = lc + ls
+        ls = torch.nn.functional.cross_entropy(out[..., 5:10].reshape(-1, 5), shp.view(-1))
+        cell = torch.from_numpy(CELL_OF_PATCH).expand(col.shape[0], -1)
+        lp = torch.nn.functional.cross_entropy(out[..., 10:].reshape(-1, 4), cell.reshape(-1))
+        loss = lc + ls + lp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if (step + 1) % 25 == 0 or step + 1 == steps:
             with torch.no_grad():
                 ac = (out[..., :5].argmax(-1) == col).float().mean().item()
-                ash = (out[..., 5:].argmax(-1) == shp).float().mean().item()
+                ash = (out[..., 5:10].argmax(-1) == shp).float().mean().item()
             log(f"vision-pretrain step {step + 1} loss {loss.item():.4f} colour acc {ac:.3f} shape acc {ash:.3f} "
                 f"elapsed {time.time() - t0:.0f}s")
 
@@ -167,8 +176,8 @@ def pretrain_vision(model, rng, steps, bs, lr, log):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=48)
+    ap.add_argument("--steps", type=int, default=2600)
+    ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--wd", type=float, default=0.01)
@@ -180,18 +189,37 @@ def main():
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-limit", type=int, default=0, help="items per family in periodic eval (0 = all)")
     ap.add_argument("--save-every", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--vision-pretrain-steps", type=int, default=800)
+    ap.add_argument("--vision-pretrain-steps", type=int, default=4000)
     ap.add_argument("--vision-pretrain-batch", type=int, default=64)
     ap.add_argument("--vision-pretrain-only", action="store_true")
     ap.add_argument("--extra-turns", type=int, default=3, help="up to N more questions per image")
     ap.add_argument("--caption-p", type=float, default=0.5)
+    ap.add_argument("--vision-lr-mult", type=float, default=0.3,
+                    help="lr multiplier of the (pretrained) vision tower in the VLM stage")
+    ap.add_argument("--shuffle-mcq", action="store_true", help="shuffle MCQ options (default: canonical order)")
+    ap.add_argument("--family-weights", default="", help="e.g. pope=0.2,mcq=0.35,count=0.25,attr=0.2")
+    ap.add_argument("--existence-single-p", type=float, default=0.25,
+                    help="share of extra-turn existence questions about one attribute")
+    ap.add_argument("--existence-colour", action="store_true",
+                    help="extra-turn existence questions may ask about a colour alone")
+    ap.add_argument("--stop-at", type=int, default=0, help="stop after this step (the lr schedule still spans --steps)")
     ap.add_argument("--init-scheme", default="scaled", choices=["scaled", "gpt2"])
     ap.add_argument("--init", default="", help="start from this checkpoint's weights (fresh optimizer)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    # Subnormal floats (tiny gradients/moments) run ~100x slower on x86; flush them to zero.
+    torch.set_flush_denormal(True)
+    C.SHUFFLE_MCQ = args.shuffle_mcq
+    C.EXISTENCE_SINGLE_P = args.existence_single_p
+    C.EXISTENCE_COLOUR = args.existence_colour
+    if args.family_weights:
+        FAMILY_WEIGHTS.clear()
+        for kv in args.family_weights.split(","):
+            k, v = kv.split("=")
+            FAMILY_WEIGHTS[k] = float(v)
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "train.log"), "a")
@@ -208,10 +236,14 @@ def main():
     model = C.TinyLlava(cfg)
     C.init_weights(model, args.seed, args.init_scheme)
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    groups = {}
+    for n, p in model.named_parameters():
+        tower = n.startswith("vision.") and not n.startswith("vision.linear_")
+        key = (p.dim() >= 2, tower)
+        groups.setdefault(key, []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": args.wd if dec else 0.0,
+                              "lr_mult": args.vision_lr_mult if tower else 1.0}
+                             for (dec, tower), ps in groups.items()], lr=args.lr, betas=(0.9, 0.98))
     start = 0
     rng = random.Random(args.seed)
     ck = os.path.join(args.out, "ckpt.pt")
@@ -250,9 +282,10 @@ def main():
     model.train()
     t0 = time.time()
     ema = None
-    for step in range(start, args.steps):
+    end = min(args.steps, args.stop_at) if args.stop_at else args.steps
+    for step in range(start, end):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
         ids, am, labels, pv = make_batch(rng, args.batch, args.extra_turns, args.caption_p)
         logits = model(ids, pv, attention_mask=am)
         loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1),
@@ -268,13 +301,13 @@ def main():
                 f"elapsed {el:.0f}s ({el / (step + 1 - start):.2f}s/step)")
         if (step + 1) % args.save_every == 0:
             save(ck, step + 1)
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        if (step + 1) % args.eval_every == 0 or step + 1 == end:
             te = time.time()
             acc, _ = evaluate(model, recs, imgs)
             log(f"eval step {step + 1} " + " ".join(f"{k} {v:.3f}" for k, v in acc.items())
                 + f" ({time.time() - te:.0f}s)")
-    save(ck, args.steps)
-    save(os.path.join(args.out, "final.pt"), args.steps)
+    save(ck, end)
+    save(os.path.join(args.out, "final.pt"), end)
     log(f"done in {time.time() - t0:.0f}s")
 
 
