@@ -250,7 +250,7 @@ def make_item(rng, family):
     return cells, q, LETTERS[choices.index(ans)], choices
 
 
-SHUFFLE_MCQ = False  # train.py --shuffle-mcq (used for the first 1000 steps of the shipped model)
+SHUFFLE_MCQ = False  # train.py --shuffle-mcq (MMBench-style; not used by the shipped model)
 
 
 def mcq_choices(pool, rng):

@@ -108,23 +108,25 @@ def make_batch(rng, bs, extra_turns=0, caption_p=0.0):
     return C.collate(items, imgs)
 
 
+def _cell_of_patch():
+    """Index (0..3, row-major 2x2) of the grid cell each patch (8x8 grid, row-major) lies in."""
+    g = C.IMAGE_SIZE // C.PATCH
+    return np.array([(p // g) // (g // 2) * 2 + (p % g) // (g // 2) for p in range(C.N_PATCHES)],
+                    dtype=np.int64)
+
+
+CELL_OF_PATCH = _cell_of_patch()
+
+
 def cell_labels(cells):
-    """Per patch (8x8 grid, row-major) labels of the 2x2 cell it lies in: colour idx and shape
-    idx, 4 = empty cell."""
+    """Per patch labels of the object in its grid cell: colour idx and shape idx, 4 = empty."""
     col = np.zeros(C.N_PATCHES, dtype=np.int64)
     shp = np.zeros(C.N_PATCHES, dtype=np.int64)
-    g = C.IMAGE_SIZE // C.PATCH
-    for p in range(C.N_PATCHES):
-        py, px = divmod(p, g)
-        cell = (py // (g // 2)) * 2 + px // (g // 2)
+    for p, cell in enumerate(CELL_OF_PATCH):
         obj = cells[cell]
         col[p] = 4 if obj is None else C.COLOUR_NAMES.index(obj[1])
         shp[p] = 4 if obj is None else C.SHAPES.index(obj[0])
     return col, shp
-
-
-CELL_OF_PATCH = np.array([(p // (C.IMAGE_SIZE // C.PATCH)) // 4 * 2 + (p % (C.IMAGE_SIZE // C.PATCH)) // 4
-                          for p in range(C.N_PATCHES)], dtype=np.int64)
 
 
 def pretrain_vision(model, rng, steps, bs, lr, log):
