@@ -9,7 +9,9 @@ import { formatInspect, inspectModel } from './engine/commands/inspect';
 import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
 import { sweepJob } from './engine/bench/sweep';
+import { describeError } from './engine/fsErrors';
 import { stderrProgress } from './engine/progress';
+import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
 import { PruneOptions } from './protocol/report';
 
 const USAGE = `usage: npm run --silent cli -- <command> [options]
@@ -219,12 +221,16 @@ async function main(argv: string[]): Promise<number> {
   throw new UsageError(`unknown command "${command}"`);
 }
 
+// Temporary folders go away on every exit (Ctrl-C included); a killed run's are swept now.
+installExitCleanup(() => process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}short-lvlm: cancelled; temporary files removed\n`));
+sweepStaleScratch();
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: Error) => {
     const usage = e instanceof UsageError || String((e as NodeJS.ErrnoException).code ?? '').startsWith('ERR_PARSE_ARGS');
     if (process.stderr.isTTY) process.stderr.write('\n');
-    process.stderr.write(`short-lvlm: ${String(e.message).split('\n')[0]}${usage ? ' (see --help)' : ''}\n`);
+    process.stderr.write(`short-lvlm: ${describeError(e)}${usage ? ' (see --help)' : ''}\n`);
     if (process.env.SHORT_LVLM_DEBUG) process.stderr.write(`${e.stack}\n`);
     process.exit(usage ? 2 : 1);
   },

@@ -7,6 +7,8 @@ import { benchModels, ModelBench } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { checkOutputLocation } from './fsErrors';
+import { checkLayerIndices } from './graph/surgery';
 import { openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
 import { PruneOptions, Recipe } from '../protocol/report';
@@ -47,6 +49,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'recipe', scp: recipe.compensation.length > 0, seconds: (Date.now() - started) / 1000 };
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
+  if (o.layers !== undefined && !Array.isArray(o.layers)) throw new Error('the layers to remove must be a list of layer indices');
   if (o.layers?.length) o.method = 'manual';
   if (o.method === 'manual' && !o.scp && !a.calib) {
     // An explicit choice without compensation needs no calibration at all (with --calib, the
@@ -61,8 +64,11 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
   const out = a.out ?? defaultOutDir(pkg.root, tag);
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
+  checkOutputLocation(out);
   const cs = await CalibrationSession.open(pkg, { threads: a.threads });
   try {
+    // A hand-made choice is checked against the model before a calibration pass is spent on it.
+    if (o.method === 'manual') checkLayerIndices(o.layers, cs.numLayers);
     const timings: Record<string, number> = {};
     let t = Date.now();
     const stats = await runCalibration(cs, samples, o, hooks);

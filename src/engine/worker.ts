@@ -3,7 +3,9 @@
 // the job's own cleanup (temporary folder removal) runs before the error is reported.
 
 import { inspectModel } from './commands/inspect';
+import { describeError } from './fsErrors';
 import { benchJob, pruneJob } from './jobs';
+import { installExitCleanup, sweepStaleScratch } from './scratch';
 import { EngineEvent, EngineRequest } from '../protocol/messages';
 
 class Cancelled extends Error {
@@ -50,7 +52,7 @@ process.on('message', (req: EngineRequest) => {
       send({ type: 'result', id: req.id, result });
     } catch (e) {
       const err = e as Error;
-      send({ type: 'error', id: req.id, message: err.message, stack: err.stack, cancelled: err instanceof Cancelled });
+      send({ type: 'error', id: req.id, message: describeError(err), stack: err.stack, cancelled: err instanceof Cancelled });
     } finally {
       running.delete(req.id);
       cancelled.delete(req.id);
@@ -66,4 +68,7 @@ process.on('disconnect', () => {
   setTimeout(() => process.exit(0), 5000).unref();
   queue.finally(() => process.exit(0));
 });
+// Temporary folders go away on every exit; those of an engine that was killed are swept now.
+installExitCleanup();
+sweepStaleScratch();
 send({ type: 'ready', pid: process.pid });

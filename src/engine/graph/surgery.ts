@@ -45,17 +45,30 @@ export interface RemovalResult {
   renamedTensors: number;
 }
 
+/**
+ * A list of layers to remove, as given through the API (JSON from the host, a recipe file):
+ * an array of distinct safe integers inside 0..L-1 that leaves at least one layer. Checked
+ * before any work sized by the list is done.
+ */
+export function checkLayerIndices(remove: unknown, L: number): number[] {
+  if (!Array.isArray(remove)) throw new LayerDiscoveryError('the layers to remove must be a list of layer indices');
+  if (remove.length > L) throw new LayerDiscoveryError(`${remove.length} layers to remove, but the decoder has only ${L}`);
+  for (const k of remove) {
+    if (typeof k !== 'number' || !Number.isSafeInteger(k)) throw new LayerDiscoveryError(`${JSON.stringify(k)} is not a layer index (the decoder has layers 0..${L - 1})`);
+    if (k < 0 || k >= L) throw new LayerDiscoveryError(`layer ${k} does not exist: the decoder has layers 0..${L - 1}`);
+  }
+  const distinct = new Set(remove as number[]);
+  if (distinct.size >= L) throw new LayerDiscoveryError(`cannot remove all ${L} layers`);
+  return [...distinct];
+}
+
 /** Removes the given layers (0-based indices of the original model). */
 export function removeLayers(model: ModelProto, remove: number[]): RemovalResult {
   const out = cloneModel(model);
   const g = out.graph;
   const s = discoverLayers(g);
   const L = s.layers.length;
-  const removeSet = new Set(remove);
-  for (const k of removeSet) {
-    if (!Number.isInteger(k) || k < 0 || k >= L) throw new LayerDiscoveryError(`layer ${k} does not exist: the decoder has layers 0..${L - 1}`);
-  }
-  if (removeSet.size >= L) throw new LayerDiscoveryError(`cannot remove all ${L} layers`);
+  const removeSet = new Set(checkLayerIndices(remove, L));
   const sorted = [...removeSet].sort((a, b) => b - a);
 
   for (const k of sorted) cutLayer(g, s, k);

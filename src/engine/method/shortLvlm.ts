@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
+import { checkLayerIndices } from '../graph/surgery';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
@@ -54,7 +55,7 @@ export function planFromStats(stats: CalibrationStats, o: PruneOptions): Plan {
   const scores = methodScores(stats, o.method);
   if (o.method === 'manual') {
     if (!o.layers?.length) throw new Error('manual choice needs a list of layers');
-    return { removed: [...o.layers].sort((a, b) => a - b), scores, candidates };
+    return { removed: checkLayerIndices(o.layers, L).sort((a, b) => a - b), scores, candidates };
   }
   const n = layersToRemove(o.ratio, L);
   const removed = o.method === 'random' ? selectRandom(n, candidates, L, o.seed) : selectByScore(scores, n, candidates);

@@ -6,8 +6,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
+import { discoverLayers } from '../graph/layers';
 import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { checkOutputLocation } from '../fsErrors';
+import { checkPackageConsistency } from './consistency';
 import { ModelPackage, PackageError, recordedChunks } from './modelPackage';
+import { makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
 
 export interface PruneWriteOptions {
   remove: number[];
@@ -45,13 +49,15 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
   if (fs.existsSync(outDir) && !opts.overwrite) {
     throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
   }
+  checkOutputLocation(outDir);
   // Read and prune before creating anything, so that a bad model or layer list leaves no folder.
   const src = OnnxFile.open(pkg.decoder);
   let tmp: string | undefined;
   try {
     const check = opts.checkCancelled ?? (() => undefined);
-    // Every external tensor readable (inside the folder, file present, long enough) before anything is written.
-    for (const t of src.initializerMap().values()) src.externalRef(t);
+    // The file is validated on opening (shapes against data, external ranges, topology);
+    // the config must describe this decoder before a copy of both is written.
+    checkPackageConsistency(pkg, src, discoverLayers(src.graph));
     // Replace weights by their original names first: removal renumbers `layers.N` names.
     let edited = src.model;
     const inits = src.initializerMap();
@@ -71,7 +77,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     check();
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
-    tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
+    tmp = makeScratchDir(path.dirname(outDir), `.${path.basename(outDir)}.partial-`);
     const decoderRel = path.relative(pkg.root, pkg.decoder);
     const outDecoder = path.join(tmp, decoderRel);
     fs.mkdirSync(path.dirname(outDecoder), { recursive: true });
@@ -119,6 +125,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       fs.renameSync(tmp, outDir);
       fs.rmSync(old, { recursive: true, force: true });
     } else fs.renameSync(tmp, outDir);
+    releaseScratchDir(tmp);
+    tmp = undefined;
     return {
       outDir,
       removed: removal.removed,
@@ -128,7 +136,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       skippedVariants,
     };
   } catch (e) {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) removeScratchDir(tmp);
     throw e;
   } finally {
     src.close();
