@@ -72,7 +72,8 @@ export function checkOutputLocation(out: string): void {
       fs.lstatSync(p);
       break;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(fsErrorSentence(e) ?? describeError(e));
+      // ENOTDIR: a file further up; found as the walk goes on.
+      if (!['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) throw new Error(fsErrorSentence(e) ?? describeError(e));
       const up = path.dirname(p);
       if (up === p) return;
       p = up;
