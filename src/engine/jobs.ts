@@ -9,7 +9,10 @@ import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
 import { checkOutputLocation } from './fsErrors';
 import { checkLayerIndices } from './graph/surgery';
-import { openPackage } from './package/modelPackage';
+import { OnnxFile } from './onnx/onnxFile';
+import { checkPackageConsistency } from './package/consistency';
+import { ModelPackage, openPackage } from './package/modelPackage';
+import { checkLoadsInRuntime } from './runtime/loadCheck';
 import { writePrunedPackage } from './package/writePackage';
 import { PruneOptions, Recipe } from '../protocol/report';
 
@@ -38,9 +41,25 @@ export function defaultOutDir(root: string, tag: string): string {
   return path.join(path.dirname(root), `${path.basename(root)}-short-lvlm-${tag}`);
 }
 
+/**
+ * The decoder is read and validated (shapes, data, topology, config against graph) and its
+ * weightless graph loaded by onnxruntime before any calibration or output: a broken package
+ * is refused up front instead of being passed on.
+ */
+async function checkDecoder(pkg: ModelPackage): Promise<void> {
+  const file = OnnxFile.open(pkg.decoder);
+  try {
+    checkPackageConsistency(pkg, file);
+    await checkLoadsInRuntime(file.model, pkg.decoder);
+  } finally {
+    file.close();
+  }
+}
+
 export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
   const started = Date.now();
   const pkg = openPackage(a.model);
+  await checkDecoder(pkg);
   if (a.recipe) {
     const recipe = JSON.parse(fs.readFileSync(a.recipe, 'utf8')) as Recipe;
     const out = a.out ?? defaultOutDir(pkg.root, `recipe-l${recipe.removed.join('-')}`);

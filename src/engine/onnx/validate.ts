@@ -87,6 +87,12 @@ function rawFieldCount(t: TensorProto): { field: string; count: number } | undef
 export function validateTensor(t: TensorProto, src: TensorSource, where?: string): void {
   const what = `tensor "${t.name}"${where ? ` (${where})` : ''} in ${src.filePath}`;
   const n = checkedElementCount(t, what);
+  if (!(t.dataType in DATA_TYPE_NAMES) && ![14, 15, 17, 18, 19, 20, 23].includes(t.dataType)) {
+    throw new OnnxFormatError(`${what} has data type ${t.dataType}, which ONNX does not define`);
+  }
+  if (t.dataType === DataType.STRING && (t.rawData || t.dataLocation === 1)) {
+    throw new OnnxFormatError(`${what} is a string tensor stored as raw bytes; ONNX keeps strings in string_data`);
+  }
   const es = elementSize(t.dataType);
   const need = es === undefined ? undefined : Math.ceil(n * es);
   const shape = `[${t.dims.join(', ')}]`;

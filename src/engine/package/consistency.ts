@@ -69,7 +69,7 @@ export function checkPackageConsistency(pkg: ModelPackage, file: OnnxFile, s?: D
   const cfgName = path.relative(pkg.root, pkg.configFile) || path.basename(pkg.configFile);
   const decName = path.relative(pkg.root, pkg.decoder);
   const g = file.graph;
-  const pastKeys = g.input.map((v) => v.name).filter((n) => /^past.*key/.test(n));
+  const pastKeys = g.input.map((v) => v.name).filter((n) => /^past.*?\d+.*key/.test(n));
   const attention = s?.layers[0]?.attention;
   const graph: Record<Key, { value?: number; has: (v: number) => string }> = {
     layers: { value: s ? s.layers.length : pastKeys.length || undefined, has: (v) => `${v} layers` },

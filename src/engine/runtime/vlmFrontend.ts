@@ -99,14 +99,20 @@ export class VlmFrontend {
    */
   private renderWithImage(messages: ChatMessage[], addGenerationPrompt: boolean): string {
     const token = this.imageTokenText;
-    const first = this.renderPrompt(messages, addGenerationPrompt);
-    if (!token || first.includes(token) || !messages.some((m) => Array.isArray(m.content))) return first;
+    const hasList = messages.some((m) => Array.isArray(m.content));
+    let first: string | undefined;
+    try {
+      first = this.renderPrompt(messages, addGenerationPrompt);
+    } catch (e) {
+      if (!hasList || !token) throw e; // a string-only template may also fail on a list: try the text form
+    }
+    if (first !== undefined && (!token || !hasList || first.includes(token))) return first;
     const asText = messages.map((m) => ({
       ...m,
       content: Array.isArray(m.content) ? m.content.map((c) => (c.type === 'image' ? `${token}\n` : c.text)).join('') : m.content,
     }));
     const second = this.renderPrompt(asText, addGenerationPrompt);
-    if (second.includes(token)) return second;
+    if (second.includes(token!)) return second;
     const file = ['chat_template.jinja', 'chat_template.json', 'tokenizer_config.json'].find((f) => this.pkg.files.includes(f)) ?? 'tokenizer_config.json';
     throw new Error(
       `the chat template in ${path.join(this.pkg.root, file)} drops the image: its prompt holds no ${token} token, ` +
