@@ -4,13 +4,14 @@
 
 import { after, before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { fork } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pruneJob } from '../../src/engine/jobs';
 import { fsErrorSentence } from '../../src/engine/fsErrors';
 import { hashFolder, VARIANTS, writeVariant } from '../support/engineFixtures';
-import { assertCleanFailure, copyPackage, deeplyNestedNode, editDecoder, editJson, largestWeight, leftovers, runCli } from '../support/hostileCorpus';
+import { assertCleanFailure, copyPackage, deeplyNestedNode, editDecoder, editJson, largestWeight, leftovers, REPO, runCli } from '../support/hostileCorpus';
 import { SynthModel } from '../support/synthModels';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hostile-'));
@@ -185,4 +186,45 @@ test('engine API: layer lists that are not valid indices of this model are refus
   }
   assert.deepEqual(fs.readdirSync(outParent), []);
   assert.deepEqual(hashFolder(optimum.dir), before);
+});
+
+test('the engine process reports the same one line as the CLI (what the extension shows with "Show Log")', async () => {
+  const parent = path.join(tmp, 'worker');
+  const broken = [
+    copyPackage(optimum.dir, path.join(parent, 'cycle')),
+    copyPackage(optimum.dir, path.join(parent, 'count')),
+    copyPackage(optimum.dir, path.join(parent, 'loop')),
+  ];
+  editDecoder(path.join(broken[0], DECODER), (m) => {
+    const add = m.graph.node.find((x) => x.opType === 'Add' && x.input.includes('inputs_embeds'))!;
+    add.input[add.input.indexOf('inputs_embeds')] = 'logits';
+  });
+  editJson(path.join(broken[1], 'config.json'), (j) => (j.text_config.num_hidden_layers = 9));
+  fs.symlinkSync('loop', path.join(broken[2], 'loop'));
+  const worker = fork(path.join(REPO, 'dist', 'engineWorker.js'), [], { execArgv: [], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const answers = new Map<number, { type: string; message?: string }>();
+  worker.on('message', (m: { type: string; id?: number; message?: string }) => {
+    if (m.id !== undefined && (m.type === 'error' || m.type === 'result')) answers.set(m.id, m);
+  });
+  const ask = async (id: number, req: object) => {
+    worker.send({ ...req, id });
+    while (!answers.has(id)) await new Promise((r) => setTimeout(r, 20));
+    return answers.get(id)!;
+  };
+  let id = 0;
+  for (const dir of broken) {
+    const out = path.join(parent, `${path.basename(dir)}-out`);
+    for (const [req, args] of [
+      [{ type: 'inspect', model: dir }, ['inspect', dir]],
+      [{ type: 'prune', model: dir, out, options: { layers: [1], scp: false } }, ['prune', dir, '--layers', '1', '--no-scp', '--out', out]],
+    ] as const) {
+      const a = await ask(++id, req);
+      const cli = runCli(parent, ...args).stderr.trim();
+      assert.equal(a.type, 'error', `${req.type} ${dir}`);
+      assert.ok(!a.message!.includes('\n'));
+      assert.equal(`short-lvlm: ${a.message}`, cli, `${req.type} ${path.basename(dir)}: engine and CLI say the same`);
+    }
+  }
+  worker.disconnect();
+  assert.deepEqual(leftovers(parent), []);
 });
