@@ -69,9 +69,14 @@ async function pruneInCalibration(): Promise<{ proc: ChildProcess; stderr: () =>
   const proc = startCli(tmp, 'prune', pkg, '--calib', CALIB, '--samples', '320', '--out', path.join(outParent, 'p'));
   let err = '';
   proc.stderr!.on('data', (b: Buffer) => (err += b.toString()));
-  await waitFor('calibration to start', () => /calibrate \d+\/320/.test(err) || proc.exitCode !== null);
-  assert.equal(proc.exitCode, null, `the prune ended early: ${err}`);
-  assert.equal(sessionDirs().length, 1, 'the calibration session folder exists beside the model');
+  try {
+    await waitFor('calibration to start', () => /calibrate \d+\/320/.test(err) || proc.exitCode !== null);
+    assert.equal(proc.exitCode, null, `the prune ended early: ${err}`);
+    assert.equal(sessionDirs().length, 1, 'the calibration session folder exists beside the model');
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw e;
+  }
   return { proc, stderr: () => err };
 }
 
@@ -151,19 +156,23 @@ test('a killed engine process leaves its session folder; the next engine process
   const worker = path.join(REPO, 'dist', 'engineWorker.js');
   const start = () => fork(worker, [], { execArgv: [], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   const first = start();
-  let calibrating = false;
-  first.on('message', (m: { type: string; stage?: string }) => {
-    if (m.type === 'progress' && m.stage === 'calibrate') calibrating = true;
-  });
-  first.send({ type: 'prune', id: 1, model: pkg, calib: CALIB, out: path.join(outParent, 'p'), options: { samples: 320 } });
-  await waitFor('the engine to calibrate', () => calibrating || first.exitCode !== null);
-  assert.equal(sessionDirs().length, 1);
-  first.kill('SIGKILL');
-  await exited(first);
-  assert.equal(sessionDirs().length, 1, 'the killed engine left its folder');
-  const second = start();
-  await new Promise<void>((resolve) => second.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
-  assertClean('after the next engine start');
-  second.disconnect();
-  await exited(second);
+  let second: ChildProcess | undefined;
+  try {
+    let calibrating = false;
+    first.on('message', (m: { type: string; stage?: string }) => {
+      if (m.type === 'progress' && m.stage === 'calibrate') calibrating = true;
+    });
+    first.send({ type: 'prune', id: 1, model: pkg, calib: CALIB, out: path.join(outParent, 'p'), options: { samples: 320 } });
+    await waitFor('the engine to calibrate', () => calibrating || first.exitCode !== null);
+    assert.equal(sessionDirs().length, 1);
+    first.kill('SIGKILL');
+    await exited(first);
+    assert.equal(sessionDirs().length, 1, 'the killed engine left its folder');
+    second = start();
+    await new Promise<void>((resolve) => second!.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
+    assertClean('after the next engine start');
+  } finally {
+    first.kill('SIGKILL');
+    second?.kill();
+  }
 });

@@ -208,23 +208,29 @@ test('the engine process reports the same one line as the CLI (what the extensio
   });
   const ask = async (id: number, req: object) => {
     worker.send({ ...req, id });
-    while (!answers.has(id)) await new Promise((r) => setTimeout(r, 20));
+    while (!answers.has(id)) {
+      assert.equal(worker.exitCode, null, 'the engine process died');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     return answers.get(id)!;
   };
   let id = 0;
-  for (const dir of broken) {
-    const out = path.join(parent, `${path.basename(dir)}-out`);
-    for (const [req, args] of [
-      [{ type: 'inspect', model: dir }, ['inspect', dir]],
-      [{ type: 'prune', model: dir, out, options: { layers: [1], scp: false } }, ['prune', dir, '--layers', '1', '--no-scp', '--out', out]],
-    ] as const) {
-      const a = await ask(++id, req);
-      const cli = runCli(parent, ...args).stderr.trim();
-      assert.equal(a.type, 'error', `${req.type} ${dir}`);
-      assert.ok(!a.message!.includes('\n'));
-      assert.equal(`short-lvlm: ${a.message}`, cli, `${req.type} ${path.basename(dir)}: engine and CLI say the same`);
+  try {
+    for (const dir of broken) {
+      const out = path.join(parent, `${path.basename(dir)}-out`);
+      for (const [req, args] of [
+        [{ type: 'inspect', model: dir }, ['inspect', dir]],
+        [{ type: 'prune', model: dir, out, options: { layers: [1], scp: false } }, ['prune', dir, '--layers', '1', '--no-scp', '--out', out]],
+      ] as const) {
+        const a = await ask(++id, req);
+        const cli = runCli(parent, ...args).stderr.trim();
+        assert.equal(a.type, 'error', `${req.type} ${dir}`);
+        assert.ok(!a.message!.includes('\n'));
+        assert.equal(`short-lvlm: ${a.message}`, cli, `${req.type} ${path.basename(dir)}: engine and CLI say the same`);
+      }
     }
+  } finally {
+    worker.kill();
   }
-  worker.disconnect();
   assert.deepEqual(leftovers(parent), []);
 });
