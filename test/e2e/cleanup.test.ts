@@ -14,7 +14,8 @@ import * as path from 'path';
 import { pruneJob } from '../../src/engine/jobs';
 import { OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
 import { hashFolder } from '../support/engineFixtures';
-import { assertCleanFailure, copyPackage, editJson, leftovers, REPO, runCli, startCli } from '../support/hostileCorpus';
+import { assertCleanFailure, copyPackage, editDecoder, editJson, leftovers, REPO, runCli, startCli } from '../support/hostileCorpus';
+import { writeSynthModel } from '../support/synthModels';
 
 const MODEL = path.join(REPO, 'models', 'tiny-llava');
 const CALIB = path.join(REPO, 'data', 'tiny-vqa', 'calib.json');
@@ -89,6 +90,34 @@ test('a calibration that fails on a bad sample: one line, nothing left', () => {
   const r = runCli(tmp, 'prune', pkg, '--calib', calib, '--quiet', '--out', path.join(outParent, 'p'));
   assertCleanFailure(r, /cannot read image .*not-an-image\.png/, 'bad image');
   assertClean('failed calibration');
+});
+
+test('a calibration the engine cannot run (fused attention without rotary caches): one line, its session folder removed', () => {
+  // A fused decoder sized to the bundled model's frontend, whose attention rotates nothing and
+  // has no cos/sin caches: onnxruntime runs it, the engine cannot recompute its attention for TIS.
+  const dir = path.join(models, 'fused-norope');
+  const m = writeSynthModel({ dir, style: 'fused', layout: 'optimum', externalData: true, numLayers: 2, hidden: 96, heads: 6, kvHeads: 2, headDim: 16, vocab: 58, extras: false });
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'preprocessor_config.json', 'processor_config.json', 'onnx/embed_tokens.onnx', 'onnx/vision_encoder.onnx']) {
+    fs.copyFileSync(path.join(MODEL, f), path.join(dir, f));
+  }
+  fs.copyFileSync(path.join(MODEL, 'config.json'), path.join(dir, 'config.json'));
+  editJson(path.join(dir, 'config.json'), (j) => {
+    Object.assign(j.text_config, { num_hidden_layers: 2, num_attention_heads: 6, num_key_value_heads: 2, head_dim: 16 });
+    j['transformers.js_config'].use_external_data_format = 1;
+  });
+  editDecoder(m.decoderPath, (model) => {
+    for (const n of model.graph.node.filter((x) => x.opType === 'GroupQueryAttention')) {
+      n.input.splice(7, 2);
+      n.attribute.find((a) => a.name === 'do_rotary')!.i = 0n;
+    }
+    model.graph.initializer = model.graph.initializer.filter((t) => t.name !== 'cos_cache' && t.name !== 'sin_cache');
+  });
+  const before = hashFolder(dir);
+  const r = runCli(tmp, 'prune', dir, '--calib', CALIB, '--samples', '2', '--quiet', '--out', path.join(outParent, 'p'));
+  assertCleanFailure(r, /fused attention without cos\/sin cache/, 'unsupported attention');
+  assert.deepEqual(hashFolder(dir), before);
+  fs.rmSync(dir, { recursive: true });
+  assertClean('failed session open');
 });
 
 test('Ctrl-C (SIGINT) during calibration: exit 130, one line, nothing left', async () => {
