@@ -7,14 +7,14 @@ import { benchModels, ModelBench } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
-import { checkOutputLocation } from './fsErrors';
+import { checkOutputLocation, describeError } from './fsErrors';
 import { checkLayerIndices } from './graph/surgery';
 import { OnnxFile } from './onnx/onnxFile';
 import { checkPackageConsistency } from './package/consistency';
 import { ModelPackage, openPackage } from './package/modelPackage';
 import { checkLoadsInRuntime } from './runtime/loadCheck';
 import { writePrunedPackage } from './package/writePackage';
-import { PruneOptions, Recipe } from '../protocol/report';
+import { PruneOptions, Recipe, RECIPE_FORMAT } from '../protocol/report';
 
 export interface PruneArgs {
   model: string;
@@ -61,7 +61,15 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const pkg = openPackage(a.model);
   await checkDecoder(pkg);
   if (a.recipe) {
-    const recipe = JSON.parse(fs.readFileSync(a.recipe, 'utf8')) as Recipe;
+    let recipe: Recipe;
+    try {
+      recipe = JSON.parse(fs.readFileSync(a.recipe, 'utf8')) as Recipe;
+    } catch (e) {
+      throw new Error(e instanceof SyntaxError ? `${a.recipe} is not valid JSON: ${e.message}` : describeError(e));
+    }
+    if (recipe?.format !== RECIPE_FORMAT || !Array.isArray(recipe.removed) || !Array.isArray(recipe.compensation)) {
+      throw new Error(`${a.recipe} is not a Short-LVLM recipe (recipe.json as written next to a pruned package)`);
+    }
     const out = a.out ?? defaultOutDir(pkg.root, `recipe-l${recipe.removed.join('-')}`);
     const r = applyRecipe(pkg, recipe, { outDir: out, overwrite: a.overwrite });
     const L = r.numLayers + r.removed.length;

@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pruneJob } from '../../src/engine/jobs';
+import { decodeModel } from '../../src/engine/onnx/proto';
 import { fsErrorSentence } from '../../src/engine/fsErrors';
 import { hashFolder, VARIANTS, writeVariant } from '../support/engineFixtures';
 import { assertCleanFailure, copyPackage, deeplyNestedNode, editDecoder, editJson, largestWeight, leftovers, REPO, runCli } from '../support/hostileCorpus';
@@ -233,4 +234,33 @@ test('the engine process reports the same one line as the CLI (what the extensio
     worker.kill();
   }
   assert.deepEqual(leftovers(parent), []);
+});
+
+test('damaged recipes: one line each, nothing written; the intact recipe applies', () => {
+  const parent = path.join(tmp, 'recipes');
+  fs.mkdirSync(parent);
+  const dec = optimum.decoderPath;
+  const weight = decodeModel(fs.readFileSync(dec)).graph.initializer.find((t) => t.dims.length === 2 && /down_proj/.test(t.name))!;
+  const intact = { format: 'short-lvlm-recipe/1', model: { decoder: DECODER, numLayers: 6, bytes: fs.statSync(dec).size }, removed: [1], compensation: [], options: {} };
+  const basis = (rows: number, cols: number, bytes: number) => ({ rows, cols, float64: Buffer.alloc(bytes).toString('base64') });
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['not JSON', '{"format": "short-lvlm-recipe/1", ', /is not valid JSON/],
+    ['not a recipe', { hello: 1 }, /is not a Short-LVLM recipe/],
+    ['removed not a list', { ...intact, removed: 'x' }, /is not a Short-LVLM recipe/],
+    ['huge layer', { ...intact, removed: [1e20] }, /is not a layer index/],
+    ['no model', { ...intact, model: undefined }, /made for a decoder of undefined bytes/],
+    ['basis too short', { ...intact, compensation: [{ basis: basis(weight.dims[1], 1, 8), weights: [{ name: weight.name, side: 'output', inOut: true }] }] }, /compensation 0 is damaged: its basis holds 8 bytes/],
+    ['basis not finite', { ...intact, compensation: [{ basis: { rows: 1, cols: 1, float64: Buffer.from(new Float64Array([NaN]).buffer).toString('base64') }, weights: [] }] }, /not finite/],
+  ];
+  const out = path.join(parent, 'out');
+  for (const [what, recipe, re] of cases) {
+    const file = path.join(parent, 'recipe.json');
+    fs.writeFileSync(file, typeof recipe === 'string' ? recipe : JSON.stringify(recipe));
+    assertCleanFailure(runCli(parent, 'prune', optimum.dir, '--recipe', file, '--out', out), re, what);
+    assert.ok(!fs.existsSync(out), `${what}: no output`);
+  }
+  fs.writeFileSync(path.join(parent, 'recipe.json'), JSON.stringify(intact));
+  const ok = runCli(parent, 'prune', optimum.dir, '--recipe', path.join(parent, 'recipe.json'), '--out', out, '--json');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.deepEqual(JSON.parse(ok.stdout).removed, [1]);
 });

@@ -42,7 +42,6 @@ export class OnnxFile {
     }
   }
 
-
   get dir(): string {
     return path.dirname(this.filePath);
   }

@@ -6,8 +6,7 @@
 // memory whatever the model's size, and the session is released at once.
 
 import { makeValueInfo } from '../onnx/builder';
-import { forEachGraph, GraphProto, ModelProto } from '../onnx/proto';
-import { encodeModel } from '../onnx/proto';
+import { encodeModel, forEachGraph, GraphProto, ModelProto } from '../onnx/proto';
 import { ort } from './ort';
 
 /** Inline initializers below this size stay: shape constants inform type and shape inference. */
