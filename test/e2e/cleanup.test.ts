@@ -130,6 +130,27 @@ test('Ctrl-C (SIGINT) during calibration: exit 130, one line, nothing left', asy
   assertClean('SIGINT during calibration');
 });
 
+test('cancel from the extension during calibration (engine process): reported as cancelled, nothing left', async () => {
+  const worker = fork(path.join(REPO, 'dist', 'engineWorker.js'), [], { execArgv: [], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  try {
+    let calibrating = false;
+    let answer: { type: string; cancelled?: boolean } | undefined;
+    worker.on('message', (m: { type: string; stage?: string; cancelled?: boolean }) => {
+      if (m.type === 'progress' && m.stage === 'calibrate') calibrating = true;
+      if (m.type === 'error' || m.type === 'result') answer = m;
+    });
+    worker.send({ type: 'prune', id: 1, model: pkg, calib: CALIB, out: path.join(outParent, 'p'), options: { samples: 320 } });
+    await waitFor('the engine to calibrate', () => calibrating || answer !== undefined || worker.exitCode !== null);
+    assert.equal(sessionDirs().length, 1);
+    worker.send({ type: 'cancel', id: 1 });
+    await waitFor('the cancel to be answered', () => answer !== undefined || worker.exitCode !== null);
+    assert.deepEqual(answer && { type: answer.type, cancelled: answer.cancelled }, { type: 'error', cancelled: true });
+    assertClean('cancel in the engine process');
+  } finally {
+    worker.kill();
+  }
+});
+
 test('cancel during compensation (engine API): rejected, nothing left', async () => {
   let cancel = false;
   let compensating = 0;

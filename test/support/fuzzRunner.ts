@@ -134,6 +134,12 @@ const MUTATIONS: Mutation[] = [
         return;
       }
       editConfig(pkgDir, (t) => {
+        const io = t.inputs as Record<string, string> | undefined;
+        if (io && rng.uniform() < 0.25) {
+          // onnxruntime-genai's KV-cache name templates.
+          io[pick(rng, ['past_key_names', 'past_value_names'])] = pick(rng, ['past.%d.key', 'past_key_values.%d', 'kv.%d.value']);
+          return;
+        }
         const keys = ['num_hidden_layers', 'hidden_size', 'num_attention_heads', 'num_key_value_heads', 'head_dim', 'head_size'].filter((k) => k in t);
         t[pick(rng, keys)] = rng.uniform() < 0.8 ? pick(rng, WEIRD_NUMBERS) : pick(rng, ['6', null, [], {}]);
       });
