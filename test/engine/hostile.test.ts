@@ -8,6 +8,7 @@ import { fork } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as ort from 'onnxruntime-node';
 import { pruneJob } from '../../src/engine/jobs';
 import { decodeModel } from '../../src/engine/onnx/proto';
 import { fsErrorSentence } from '../../src/engine/fsErrors';
@@ -263,4 +264,21 @@ test('damaged recipes: one line each, nothing written; the intact recipe applies
   const ok = runCli(parent, 'prune', optimum.dir, '--recipe', path.join(parent, 'recipe.json'), '--out', out, '--json');
   assert.equal(ok.status, 0, ok.stderr);
   assert.deepEqual(JSON.parse(ok.stdout).removed, [1]);
+});
+
+test('a later layer that reads a removed layer\'s internals: the pruned graph keeps those nodes under unique names and loads', async () => {
+  const parent = path.join(tmp, 'cross-layer');
+  const dir = copyPackage(optimum.dir, path.join(parent, 'model'));
+  editDecoder(path.join(dir, DECODER), (m) => {
+    const reader = m.graph.node.find((x) => x.name === '/model/layers.3/self_attn/Mul_1')!;
+    reader.input[1] = '/model/layers.1/self_attn/Reshape_1_output_0';
+  });
+  const out = path.join(parent, 'out');
+  const r = runCli(parent, 'prune', dir, '--layers', '1', '--no-scp', '--out', out);
+  assert.equal(r.status, 0, r.stderr);
+  const dec = path.join(out, DECODER);
+  const names = decodeModel(fs.readFileSync(dec)).graph.node.map((x) => x.name).filter(Boolean);
+  assert.equal(new Set(names).size, names.length, 'node names unique');
+  const session = await ort.InferenceSession.create(dec);
+  await session.release();
 });

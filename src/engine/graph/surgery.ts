@@ -205,14 +205,31 @@ function renumber(g: GraphProto, s: DecoderStructure, removed: Set<number>): num
     return y;
   };
   forEachGraph(g, (x) => {
-    for (const n of x.node) {
-      n.input = n.input.map(t);
-      n.output = n.output.map(t);
-      n.name = n.name.replace(re, (m, pre: string, num: string) => {
+    // Node names follow the same rule as tensor names: a renamed node whose new name is taken
+    // (a node of a removed layer that a later layer still reads survives under its old
+    // number) keeps its old name, since onnxruntime refuses two nodes of one name.
+    const newNames = x.node.map((n) =>
+      n.name.replace(re, (m, pre: string, num: string) => {
         const ni = newIndex.get(Number(num));
         return ni === undefined ? m : pre + ni;
+      }),
+    );
+    for (let changed = true; changed; ) {
+      changed = false;
+      const taken = new Map<string, number>();
+      for (const nn of newNames) if (nn) taken.set(nn, (taken.get(nn) ?? 0) + 1);
+      newNames.forEach((nn, i) => {
+        if (nn && nn !== x.node[i].name && taken.get(nn)! > 1) {
+          newNames[i] = x.node[i].name;
+          changed = true;
+        }
       });
     }
+    x.node.forEach((n, i) => {
+      n.input = n.input.map(t);
+      n.output = n.output.map(t);
+      n.name = newNames[i];
+    });
     x.initializer = x.initializer.map((ti) => (finalName.get(ti.name) !== ti.name ? { ...ti, name: finalName.get(ti.name)! } : ti));
     for (const v of [...x.input, ...x.output, ...x.valueInfo]) v.name = finalName.get(v.name) ?? v.name;
   });
