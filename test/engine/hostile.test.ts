@@ -266,12 +266,20 @@ test('damaged recipes: one line each, nothing written; the intact recipe applies
   assert.deepEqual(JSON.parse(ok.stdout).removed, [1]);
 });
 
-test('a later layer that reads a removed layer\'s internals: the pruned graph keeps those nodes under unique names and loads', async () => {
-  const parent = path.join(tmp, 'cross-layer');
+test('a later layer that reads a removed layer\'s internals: that removal is refused in one line, others still work', () => {
+  refused(optimum, (d) => editDecoder(path.join(d, DECODER), (m) => {
+    m.graph.node.find((x) => x.name === '/model/layers.3/self_attn/Mul_1')!.input[1] = '/model/layers.1/self_attn/Reshape_1_output_0';
+  }), /layer 1 cannot be removed: node "\/model\/layers\.3\/self_attn\/Mul_1" outside it reads "\/model\/layers\.1\/self_attn\/Reshape_1_output_0", computed inside layer 1/, 'cross-layer read', ['prune']);
+});
+
+test('a shared node named after a removed layer keeps its name; the renumbered nodes do not collide with it', async () => {
+  const parent = path.join(tmp, 'shared-name');
   const dir = copyPackage(optimum.dir, path.join(parent, 'model'));
   editDecoder(path.join(dir, DECODER), (m) => {
-    const reader = m.graph.node.find((x) => x.name === '/model/layers.3/self_attn/Mul_1')!;
-    reader.input[1] = '/model/layers.1/self_attn/Reshape_1_output_0';
+    // A node outside every layer (it reads only the attention mask) named as one of layer 2's
+    // nodes will be after renumbering.
+    m.graph.node.find((x) => x.input.includes('attention_mask'))!.name = '/model/layers.1/extra/X';
+    m.graph.node.find((x) => x.name === '/model/layers.2/self_attn/Softmax')!.name = '/model/layers.2/extra/X';
   });
   const out = path.join(parent, 'out');
   const r = runCli(parent, 'prune', dir, '--layers', '1', '--no-scp', '--out', out);

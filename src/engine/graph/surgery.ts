@@ -4,7 +4,7 @@
 import { DataType, forEachGraph, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from '../onnx/proto';
 import { float32ToBytes } from '../onnx/onnxFile';
 import { dropUnusedInitializers, eliminateDeadNodes, GraphIndex, rewireConsumers } from './graphIndex';
-import { DecoderStructure, discoverLayers, LayerDiscoveryError } from './layers';
+import { DecoderStructure, discoverLayers, LayerDiscoveryError, LayerInfo } from './layers';
 
 const SKIP_NORMS = new Set(['SkipSimplifiedLayerNormalization', 'SkipLayerNormalization']);
 
@@ -71,6 +71,10 @@ export function removeLayers(model: ModelProto, remove: number[]): RemovalResult
   const removeSet = new Set(checkLayerIndices(remove, L));
   const sorted = [...removeSet].sort((a, b) => b - a);
 
+  const internal = new Map<NodeProto, number>();
+  const before = new GraphIndex(g);
+  for (const k of sorted) for (const n of layerInternals(before, s.layers[k])) internal.set(n, k);
+
   for (const k of sorted) cutLayer(g, s, k);
 
   // Drop the removed layers' cache inputs and outputs.
@@ -83,6 +87,7 @@ export function removeLayers(model: ModelProto, remove: number[]): RemovalResult
   }
   g.output = g.output.filter((o) => !removedPresent.has(o.name));
   eliminateDeadNodes(g);
+  refuseSurvivingInternals(g, internal);
 
   // Shared nodes (e.g. past-length for the mask) may read a removed layer's cache: point them
   // at a surviving layer's cache, which has the same shape.
@@ -100,6 +105,50 @@ export function removeLayers(model: ModelProto, remove: number[]): RemovalResult
 
   const renamedTensors = renumber(g, s, removeSet);
   return { model: out, removed: [...removeSet].sort((a, b) => a - b), numLayers: L - removeSet.size, droppedInitializers, renamedTensors };
+}
+
+/**
+ * Nodes that compute layer l from its residual stream: descendants of the stream entering it
+ * (through values, not shapes: Shape/Size outputs carry no values) that its outputs depend on.
+ */
+function layerInternals(idx: GraphIndex, l: LayerInfo): Set<NodeProto> {
+  const ends = [l.residualMid, l.residualOut, l.presentKey, l.presentValue].filter((x): x is string => !!x);
+  const upstream = idx.ancestors(ends, new Set([l.residualIn]));
+  const inside = new Set<NodeProto>();
+  const stack = [l.residualIn];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    for (const c of idx.consumersOf(t)) {
+      if (!upstream.has(c) || inside.has(c) || c.opType === 'Shape' || c.opType === 'Size') continue;
+      inside.add(c);
+      for (const o of c.output) if (o) stack.push(o);
+    }
+  }
+  // Fused style: cutLayer makes the layer's own input norm the next layer's norm.
+  if (l.inputNorm) inside.delete(l.inputNorm);
+  return inside;
+}
+
+/**
+ * After the cut, a removed layer's nodes are dead unless something outside still reads them:
+ * then the layers are not independent (a later layer computes from this one's internals) and
+ * removing it has no meaning; say so rather than write a graph that half keeps it.
+ */
+function refuseSurvivingInternals(g: GraphProto, internal: Map<NodeProto, number>): void {
+  const idx = new GraphIndex(g);
+  for (const n of g.node) {
+    const k = internal.get(n);
+    if (k === undefined) continue;
+    for (const o of n.output) {
+      const reader = idx.consumersOf(o).find((c) => !internal.has(c));
+      if (reader) {
+        throw new LayerDiscoveryError(`layer ${k} cannot be removed: node "${reader.name || reader.opType}" outside it reads "${o}", computed inside layer ${k} (the layers are not independent)`);
+      }
+    }
+  }
 }
 
 /** Disconnects layer k from the residual stream; dead-node elimination removes its nodes. */
