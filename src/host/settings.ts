@@ -4,31 +4,17 @@
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { outputName } from '../protocol/files';
-import { DEFAULT_PRUNE_OPTIONS, OptionError, parseOption, PRUNE_OPTION_SPECS, PruneOptionKey } from '../protocol/options';
+import { optionsFromSettings, PRUNE_OPTION_SPECS } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 
 export function config(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration('shortLvlm');
 }
 
-/**
- * The pruning options from the settings, through the protocol's option table: every option
- * with a setting is read and checked as the CLI checks its flag (the same allowed values and
- * ranges); 0 and "" mean "let the engine decide" and are left out.
- */
-export function pruneOptionsFromSettings(c: Pick<vscode.WorkspaceConfiguration, 'get'> = config()): Partial<PruneOptions> {
-  const o: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(PRUNE_OPTION_SPECS) as [PruneOptionKey, (typeof PRUNE_OPTION_SPECS)[PruneOptionKey]][]) {
-    if (!('setting' in spec)) continue;
-    const name = `shortLvlm.${spec.setting}`;
-    const value = c.get<unknown>(spec.setting, DEFAULT_PRUNE_OPTIONS[key]);
-    if (value === undefined || value === '' || value === 0) continue;
-    if (spec.kind === 'flag') {
-      if (typeof value !== 'boolean') throw new OptionError(name, `must be true or false, got ${JSON.stringify(value)}`);
-      o[key] = value;
-    } else o[key] = parseOption(key, String(value), name);
-  }
-  return o as Partial<PruneOptions>;
+/** The pruning options from the shortLvlm.* settings (checked as the CLI checks its flags). */
+export function pruneOptionsFromSettings(): Partial<PruneOptions> {
+  const c = config();
+  return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.');
 }
 
 export function threads(): number | undefined {

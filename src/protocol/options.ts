@@ -170,6 +170,26 @@ export function parseOption<K extends PruneOptionKey>(key: K, text: string, name
 }
 
 /**
+ * The pruning options from settings, through this table: every option with a setting is read
+ * and checked as the CLI checks its flag; 0 and "" mean "let the engine decide" and are left
+ * out. `get(setting, default)` reads one setting; errors name `${prefix}${setting}`.
+ */
+export function optionsFromSettings(get: (setting: string, dflt: unknown) => unknown, prefix = ''): Partial<PruneOptions> {
+  const o: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(PRUNE_OPTION_SPECS) as [PruneOptionKey, OptionSpec][]) {
+    if (!spec.setting) continue;
+    const name = `${prefix}${spec.setting}`;
+    const value = get(spec.setting, DEFAULT_PRUNE_OPTIONS[key]);
+    if (value === undefined || value === '' || value === 0) continue;
+    if (spec.kind === 'flag') {
+      if (typeof value !== 'boolean') throw new OptionError(name, `must be true or false, got ${JSON.stringify(value)}`);
+      o[key] = value;
+    } else o[key] = parseOption(key, String(value), name);
+  }
+  return o as Partial<PruneOptions>;
+}
+
+/**
  * The checks that need the model: layer indices and the candidate range within its L layers,
  * the ratio removing at least one layer and no more than the candidates hold. Run before any
  * calibration so that a bad choice costs nothing. Errors name the PruneOptions field.

@@ -78,6 +78,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
     tmp = makeTempDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
+    // The folder was made with the user's umask; copies get the source's mode under it, as cp does.
+    const allowedMode = fs.statSync(tmp).mode & 0o777;
     const decoderRel = path.relative(pkg.root, pkg.decoder);
     const outDecoder = path.join(tmp, decoderRel);
     fs.mkdirSync(path.dirname(outDecoder), { recursive: true });
@@ -110,6 +112,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       const dst = path.join(tmp, f);
       fs.mkdirSync(path.dirname(dst), { recursive: true });
       fs.copyFileSync(path.join(pkg.root, f), dst, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(dst, fs.statSync(dst).mode & allowedMode);
       check();
     }
 
