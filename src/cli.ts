@@ -12,7 +12,8 @@ import { formatBenchTable } from './engine/bench/format';
 import { METHOD_SPECS, sweepJob } from './engine/bench/sweep';
 import { stderrProgress } from './engine/progress';
 import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
-import { allowedText, DEFAULT_PRUNE_OPTIONS, OptionError, parseNumberValue, parseOption, PRUNE_OPTION_SPECS, PruneOptionKey, RATIO_RANGE } from './protocol/options';
+import type { RunOptions } from './protocol/engineApi';
+import { allowedText, DEFAULT_PRUNE_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
 import type { PruneOptions } from './protocol/report';
 import { version } from '../package.json';
 
@@ -20,19 +21,23 @@ const PROGRAM = 'short-lvlm';
 const RUN_AS = 'npm run --silent cli --';
 
 const common = {
-  threads: { name: 'threads', arg: 'n', help: "onnxruntime's intra-op threads (default: its own choice)" },
   json: { name: 'json', help: 'machine-readable output on stdout (see below)' },
   quiet: { name: 'quiet', help: 'no progress on stderr' },
 };
 
-/** prune's option flags, one per entry of the option table, with allowed values and default. */
-const optionFlags = (Object.entries(PRUNE_OPTION_SPECS) as [PruneOptionKey, (typeof PRUNE_OPTION_SPECS)[PruneOptionKey]][]).map(([key, s]) => {
-  const dflt = DEFAULT_PRUNE_OPTIONS[key];
-  const arg = s.kind === 'flag' ? undefined : s.kind === 'enum' ? s.values.join('|') : s.arg;
-  const allowed = s.kind === 'number' || s.kind === 'integer' ? `; ${allowedText(s)}` : '';
-  const def = s.kind !== 'flag' && dflt !== undefined && key !== 'seed' ? ` (default ${dflt})` : '';
-  return { name: s.flag, arg, help: `${s.help}${allowed}${def}`, key };
-});
+/** Flags from an option table: one per entry, with its allowed values and default. */
+function tableFlags(table: Record<string, OptionSpec>, defaults: Record<string, unknown> = {}) {
+  return Object.entries(table).map(([key, s]) => {
+    const dflt = defaults[key];
+    const arg = s.kind === 'flag' ? undefined : s.kind === 'enum' ? s.values!.join('|') : s.arg;
+    const allowed = s.kind === 'number' || s.kind === 'integer' ? `; ${allowedText(s)}` : '';
+    const def = s.kind !== 'flag' && dflt !== undefined && key !== 'seed' ? ` (default ${dflt})` : '';
+    return { name: s.flag, arg, help: `${s.help}${allowed}${def}`, key, spec: s };
+  });
+}
+/** prune's method options (PruneOptions) and every job's run options. */
+const optionFlags = tableFlags(PRUNE_OPTION_SPECS, { ...DEFAULT_PRUNE_OPTIONS });
+const runFlags = tableFlags(RUN_OPTION_SPECS);
 
 const COMMANDS: Record<string, CommandSpec> = {
   inspect: {
@@ -60,7 +65,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       { name: 'recipe', arg: '<file>', help: `re-apply a ${RECIPE_FILE} (no calibration)` },
       { name: 'out', arg: '<dir>', help: 'output folder (default beside the model)' },
       { name: 'overwrite', help: 'replace an existing output folder' },
-      common.threads,
+      ...runFlags,
       common.json,
       common.quiet,
     ],
@@ -78,7 +83,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       { name: 'eval', arg: '<file>', help: 'evaluation data: JSONL of {id, image, question, answer, choices?, family?}' },
       { name: 'samples', arg: 'n', help: 'evaluation items used (default all)' },
       { name: 'no-save', help: `do not store the result in the models' ${REPORT_FILE}` },
-      common.threads,
+      ...runFlags,
       common.json,
       common.quiet,
     ],
@@ -99,7 +104,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       { name: 'samples', arg: 'n', help: 'calibration samples used (default all)' },
       { name: 'eval-samples', arg: 'n', help: 'evaluation items used (default all)' },
       { name: 'out', arg: '<file.json>', help: 'also write the full result there' },
-      common.threads,
+      ...runFlags,
       common.json,
       common.quiet,
     ],
@@ -131,15 +136,17 @@ function count(p: Parsed, name: string, min: number): number | undefined {
   return v === undefined ? undefined : parseNumberValue(`--${name}`, { kind: 'integer', min }, v);
 }
 
-function pruneOptions(p: Parsed): Partial<PruneOptions> {
+/** The values of a table's flags (a switch such as --no-scp turns its option off). */
+function tableValues(p: Parsed, flags: ReturnType<typeof tableFlags>): Record<string, unknown> {
   const o: Record<string, unknown> = {};
-  for (const f of optionFlags) {
+  for (const f of flags) {
     const v = p.values.get(f.name);
-    if (v === undefined) continue;
-    o[f.key] = v === true ? false /* --no-scp */ : parseOption(f.key, v, `--${f.name}`);
+    if (v !== undefined) o[f.key] = v === true ? false : parseSpecValue(f.spec, v, `--${f.name}`);
   }
-  return o as Partial<PruneOptions>;
+  return o;
 }
+const pruneOptions = (p: Parsed) => tableValues(p, optionFlags) as Partial<PruneOptions>;
+const runOptions = (p: Parsed) => tableValues(p, runFlags) as RunOptions;
 
 // ------------------------------------------------------------------ commands
 
@@ -150,7 +157,7 @@ async function inspect(p: Parsed): Promise<void> {
 
 async function prune(p: Parsed): Promise<void> {
   const options = pruneOptions(p);
-  const threads = count(p, 'threads', 0);
+  const run = runOptions(p);
   const calib = str(p, 'calib');
   const recipe = str(p, 'recipe');
   if (recipe && (calib || options.layers)) throw new UsageError('--recipe re-applies a recorded pruning: leave out --calib and --layers', 'prune');
@@ -158,7 +165,7 @@ async function prune(p: Parsed): Promise<void> {
     throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)', 'prune');
   }
   const r = await pruneJob(
-    { model: p.positionals[0], calib, out: str(p, 'out'), overwrite: has(p, 'overwrite'), recipe, threads, options },
+    { model: p.positionals[0], calib, out: str(p, 'out'), overwrite: has(p, 'overwrite'), recipe, ...run, options },
     { onProgress: stderrProgress(has(p, 'quiet')) },
   );
   if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');
@@ -169,8 +176,7 @@ async function bench(p: Parsed): Promise<void> {
   const evalFile = str(p, 'eval');
   if (!evalFile) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})', 'bench');
   const samples = count(p, 'samples', 1);
-  const threads = count(p, 'threads', 0);
-  const r = await benchJob({ models: p.positionals, eval: evalFile, samples, threads, save: !has(p, 'no-save') }, { onProgress: stderrProgress(has(p, 'quiet')) });
+  const r = await benchJob({ models: p.positionals, eval: evalFile, samples, ...runOptions(p), save: !has(p, 'no-save') }, { onProgress: stderrProgress(has(p, 'quiet')) });
   if (has(p, 'json')) for (const row of r.benchmark.rows) process.stdout.write(JSON.stringify(row) + '\n');
   else process.stdout.write(formatBenchTable(r.benchmark.rows) + '\n');
   for (const f of r.reports) process.stderr.write(`benchmark saved in ${f}\n`);
@@ -195,7 +201,7 @@ async function sweep(p: Parsed): Promise<void> {
       exhaustiveLimit: count(p, 'exhaustive-limit', 0),
       samples: count(p, 'samples', 1),
       evalSamples: count(p, 'eval-samples', 1),
-      threads: count(p, 'threads', 0),
+      ...runOptions(p),
     },
     { onProgress: stderrProgress(has(p, 'quiet')) },
   );
@@ -229,9 +235,9 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** An option error from the engine names a PruneOptions field: say it as the flag the user typed. */
+/** An option error from the engine names an option's field: say it as the flag the user typed. */
 function asFlag(e: OptionError): string {
-  const spec = PRUNE_OPTION_SPECS[e.option as PruneOptionKey];
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
   return spec ? `--${spec.flag}: ${e.detail}` : e.message;
 }
 

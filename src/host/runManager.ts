@@ -5,8 +5,8 @@
 
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { BenchOutcome, InspectReport, JobResult, JobType } from '../protocol/engineApi';
-import { PRUNE_OPTION_SPECS, PruneOptionKey } from '../protocol/options';
+import type { BenchOutcome, InspectReport, JobResult, JobType, RunOptions } from '../protocol/engineApi';
+import { OptionSpec, PRUNE_OPTION_SPECS, RUN_OPTION_SPECS } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 import { EngineClient, EngineError, Handle, Job } from './engineClient';
 import { log, showError } from './log';
@@ -74,10 +74,10 @@ export class RunManager implements vscode.Disposable {
     return this.engine.request({ type: 'inspect', model }).result;
   }
 
-  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; threads?: number }): Promise<RunRecord | undefined> {
+  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; run?: RunOptions }): Promise<RunRecord | undefined> {
     const title = `Short-LVLM: pruning ${path.basename(args.modelRoot)}`;
     log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'}`);
-    const summary = await this.run(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, threads: args.threads, options: args.options }, () =>
+    const summary = await this.run(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, ...args.run, options: args.options }, () =>
       removePartials(args.out),
     );
     if (!summary) return undefined;
@@ -104,9 +104,9 @@ export class RunManager implements vscode.Disposable {
    * Benchmarks the models side by side (the first is the reference); the engine stores the
    * result in every benchmarked package that has a report and says which.
    */
-  async bench(models: string[], evalFile: string, samples?: number, threads?: number): Promise<BenchOutcome | undefined> {
+  async bench(models: string[], evalFile: string, samples?: number, run: RunOptions = {}): Promise<BenchOutcome | undefined> {
     log().info(`bench ${models.join(', ')} on ${evalFile}${samples ? ` (${samples} samples)` : ''}`);
-    return this.run(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, threads, save: true });
+    return this.run(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, ...run, save: true });
   }
 
   private async run<K extends JobType>(title: string, job: Job<K>, onAbort?: () => string[]): Promise<JobResult<K> | undefined> {
@@ -167,6 +167,6 @@ export class RunManager implements vscode.Disposable {
 
 /** The setting behind an engine option (`candidates` -> `shortLvlm.candidates`), for error messages. */
 function settingName(option: string): string {
-  const spec = PRUNE_OPTION_SPECS[option as PruneOptionKey];
-  return spec && 'setting' in spec ? `setting shortLvlm.${spec.setting}` : option;
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[option];
+  return spec?.setting ? `setting shortLvlm.${spec.setting}` : option;
 }

@@ -4,7 +4,8 @@
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { outputName } from '../protocol/files';
-import { optionsFromSettings, PRUNE_OPTION_SPECS } from '../protocol/options';
+import type { RunOptions } from '../protocol/engineApi';
+import { optionsFromSettings, PRUNE_OPTION_SPECS, RUN_OPTION_SPECS } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 
 export function config(): vscode.WorkspaceConfiguration {
@@ -17,9 +18,10 @@ export function pruneOptionsFromSettings(): Partial<PruneOptions> {
   return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.');
 }
 
-export function threads(): number | undefined {
-  const t = config().get<number>('threads', 0);
-  return t > 0 ? t : undefined;
+/** How jobs run (threads, ...) from the settings, through the protocol's run-option table. */
+export function runOptionsFromSettings(): RunOptions {
+  const c = config();
+  return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.', RUN_OPTION_SPECS, {}) as RunOptions;
 }
 
 export function benchSamples(): number | undefined {
@@ -61,8 +63,8 @@ export function logSettingChanges(out: vscode.LogOutputChannel): vscode.Disposab
   return vscode.workspace.onDidChangeConfiguration((e) => {
     if (!e.affectsConfiguration('shortLvlm')) return;
     const c = config();
-    const optionKeys = Object.values(PRUNE_OPTION_SPECS).flatMap((s) => ('setting' in s ? [s.setting] : []));
-    const keys = [...optionKeys, 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'outputFolder'];
+    const optionKeys = Object.values({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }).flatMap((s) => ('setting' in s ? [s.setting] : []));
+    const keys = [...optionKeys, 'calibrationData', 'evaluationData', 'benchmarkSamples', 'outputFolder'];
     out.info(`settings changed: ${keys.filter((k) => e.affectsConfiguration(`shortLvlm.${k}`)).map((k) => `${k}=${JSON.stringify(c.get(k))}`).join(', ')}`);
   });
 }

@@ -58,14 +58,18 @@ export interface InspectArgs {
   model: string;
 }
 
-export interface PruneArgs {
+/** How a job runs (options.ts RUN_OPTION_SPECS): not part of the method or its report. */
+export interface RunOptions {
+  threads?: number;
+}
+
+export interface PruneArgs extends RunOptions {
   model: string;
   calib?: string;
   out?: string;
   overwrite?: boolean;
   /** Re-apply a recorded pruning (recipe.json) instead of choosing layers. */
   recipe?: string;
-  threads?: number;
   options: Partial<PruneOptions>;
 }
 
@@ -81,11 +85,10 @@ export interface PruneSummary {
   seconds: number;
 }
 
-export interface BenchArgs {
+export interface BenchArgs extends RunOptions {
   models: string[];
   eval: string;
   samples?: number;
-  threads?: number;
   /** Store the comparison in the report of every benchmarked package that has one (default true). */
   save?: boolean;
 }

@@ -54,6 +54,16 @@ export const PRUNE_OPTION_SPECS = {
 
 export type PruneOptionKey = keyof typeof PRUNE_OPTION_SPECS;
 
+/**
+ * Options of how a job runs rather than of the method (not part of PruneOptions or the report):
+ * fields of the EngineApi's job arguments, flags of every command that runs a model.
+ */
+export const RUN_OPTION_SPECS = {
+  threads: { kind: 'integer', flag: 'threads', setting: 'threads', min: 0, arg: 'n', help: "onnxruntime's intra-op threads (0: its own choice)" },
+} satisfies Record<string, OptionSpec>;
+
+export type RunOptionKey = keyof typeof RUN_OPTION_SPECS;
+
 export const DEFAULT_PRUNE_OPTIONS: PruneOptions = {
   ratio: 0.3,
   method: 'svl',
@@ -151,22 +161,26 @@ export function parseLayerList(name: string, text: string): number[] {
   return [...out].sort((x, y) => x - y);
 }
 
-/** Parses one option's text (a flag's argument or a string setting) into its PruneOptions value. */
-export function parseOption<K extends PruneOptionKey>(key: K, text: string, name: string = key): PruneOptions[K] {
-  const s: OptionSpec = PRUNE_OPTION_SPECS[key];
+/** Parses an option's text (a flag's argument or a string setting) as its spec allows. */
+export function parseSpecValue(s: OptionSpec, text: string, name: string): string | number | number[] {
   switch (s.kind) {
     case 'enum':
       if (!s.values!.includes(text)) throw new OptionError(name, `must be ${allowedText(s)}, got "${text}"`);
-      return text as PruneOptions[K];
+      return text;
     case 'range':
-      return parseRange(name, text) as PruneOptions[K];
+      return parseRange(name, text);
     case 'layers':
-      return parseLayerList(name, text) as PruneOptions[K];
+      return parseLayerList(name, text);
     case 'flag':
       throw new OptionError(name, 'takes no value');
     default:
-      return parseNumberValue(name, s, text) as PruneOptions[K];
+      return parseNumberValue(name, s, text);
   }
+}
+
+/** Parses one PruneOptions field from text. */
+export function parseOption<K extends PruneOptionKey>(key: K, text: string, name: string = key): PruneOptions[K] {
+  return parseSpecValue(PRUNE_OPTION_SPECS[key], text, name) as PruneOptions[K];
 }
 
 /**
@@ -174,17 +188,22 @@ export function parseOption<K extends PruneOptionKey>(key: K, text: string, name
  * and checked as the CLI checks its flag; 0 and "" mean "let the engine decide" and are left
  * out. `get(setting, default)` reads one setting; errors name `${prefix}${setting}`.
  */
-export function optionsFromSettings(get: (setting: string, dflt: unknown) => unknown, prefix = ''): Partial<PruneOptions> {
+export function optionsFromSettings(
+  get: (setting: string, dflt: unknown) => unknown,
+  prefix = '',
+  table: Record<string, OptionSpec> = PRUNE_OPTION_SPECS,
+  defaults: Record<string, unknown> = { ...DEFAULT_PRUNE_OPTIONS },
+): Partial<PruneOptions> {
   const o: Record<string, unknown> = {};
-  for (const [key, spec] of Object.entries(PRUNE_OPTION_SPECS) as [PruneOptionKey, OptionSpec][]) {
+  for (const [key, spec] of Object.entries(table)) {
     if (!spec.setting) continue;
     const name = `${prefix}${spec.setting}`;
-    const value = get(spec.setting, DEFAULT_PRUNE_OPTIONS[key]);
+    const value = get(spec.setting, defaults[key]);
     if (value === undefined || value === '' || value === 0) continue;
     if (spec.kind === 'flag') {
       if (typeof value !== 'boolean') throw new OptionError(name, `must be true or false, got ${JSON.stringify(value)}`);
       o[key] = value;
-    } else o[key] = parseOption(key, String(value), name);
+    } else o[key] = parseSpecValue(spec, String(value), name);
   }
   return o as Partial<PruneOptions>;
 }

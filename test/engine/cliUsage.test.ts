@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { PRUNE_OPTION_SPECS, OptionSpec } from '../../src/protocol/options';
+import { PRUNE_OPTION_SPECS, OptionSpec, RUN_OPTION_SPECS } from '../../src/protocol/options';
 import { VARIANTS, writeVariant } from '../support/engineFixtures';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
@@ -64,7 +64,7 @@ test('every command has --help (and `help <command>`): its forms, every flag, an
     }
   }
   const prune = run(['prune', '--help']).stdout;
-  for (const s of Object.values(PRUNE_OPTION_SPECS) as OptionSpec[]) {
+  for (const s of Object.values({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }) as OptionSpec[]) {
     assert.match(prune, new RegExp(`^  --${s.flag}\\b`, 'm'), `prune --help lists --${s.flag}`);
     for (const v of s.values ?? []) assert.ok(prune.includes(v), `prune --help names ${s.flag} value ${v}`);
   }
@@ -107,8 +107,8 @@ const BAD: Record<OptionSpec['kind'], string[]> = {
   flag: [],
 };
 
-test('every option of the table: a bad value is refused in one line naming the flag and what it allows', () => {
-  for (const [key, s] of Object.entries(PRUNE_OPTION_SPECS) as [string, OptionSpec][]) {
+test('every option of the tables: a bad value is refused in one line naming the flag and what it allows', () => {
+  for (const [key, s] of Object.entries({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }) as [string, OptionSpec][]) {
     if (s.kind === 'flag') {
       usageError(run(['prune', 'm', `--${s.flag}=1`, '--calib', 'c']), `--${s.flag}=1`, new RegExp(`--${s.flag} is a switch and takes no value`));
       continue;
@@ -124,6 +124,7 @@ test('every option of the table: a bad value is refused in one line naming the f
   }
   // Options outside the table: counts and sweep's lists.
   usageError(run(['prune', 'm', '--calib', 'c', '--threads', '-2']), 'threads', /--threads: must be an integer >= 0, got "-2"/);
+  usageError(run(['bench', 'm', '--eval', 'e', '--threads', 'many']), 'bench threads', /--threads: must be an integer >= 0, got "many"/);
   usageError(run(['bench', 'm', '--eval', 'e', '--samples', '0']), 'bench samples', /--samples: must be a positive integer/);
   usageError(run(['sweep', 'm', '--calib', 'c', '--eval', 'e', '--ratios', '0.1,0.9']), 'sweep ratios', /--ratios: must be a number in \(0, 0\.5\], got "0\.9"/);
   usageError(run(['sweep', 'm', '--calib', 'c', '--eval', 'e', '--methods', 'svl,best']), 'sweep methods', /--methods: must be a list of svl, .*; got "best"/);

@@ -15,12 +15,13 @@ import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
 import { Encoded } from '../runtime/vlmFrontend';
 import { ModelProto } from '../onnx/proto';
+import type { RunOptions } from '../../protocol/engineApi';
 import { checkAgainstModel } from '../../protocol/options';
 import { Method, PruneOptions, relativeAccuracy, SweepRow } from '../../protocol/report';
 import { klFromLogits } from './evaluate';
 import { table } from './format';
 
-export interface SweepArgs {
+export interface SweepArgs extends RunOptions {
   model: string;
   calib: string;
   eval: string;
@@ -30,7 +31,6 @@ export interface SweepArgs {
   exhaustiveLimit?: number;
   samples?: number;
   evalSamples?: number;
-  threads?: number;
 }
 
 export interface SweepResult {
