@@ -26,20 +26,19 @@ before(() => {
 
 interface Run {
   status: number | null;
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
-  ms: number;
 }
 
 function run(args: string[], opts: { umask?: string; cwd?: string } = {}): Run {
   const env = { ...process.env };
   delete env.SHORT_LVLM_DEBUG;
-  const t0 = Date.now();
   // A umask is set by the shell that starts the CLI, as a user's login shell would.
   const r = opts.umask
     ? spawnSync('/bin/sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, process.execPath, cli, ...args], { encoding: 'utf8', env, cwd: opts.cwd ?? tmp })
     : spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env, cwd: opts.cwd ?? tmp });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t0 };
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A usage error: exit 2, nothing on stdout, exactly one line on stderr matching every pattern. */
@@ -119,7 +118,6 @@ test('every option of the tables: a bad value is refused in one line naming the 
       const line = usageError(r, `${key} = ${JSON.stringify(bad)}`, new RegExp(`--${s.flag}\\b`));
       if (s.kind === 'enum') assert.ok(s.values!.every((v) => line.includes(v)), `${line} lists the allowed values`);
       if (s.kind === 'number' || s.kind === 'integer') assert.match(line, /must be (a|an) /);
-      assert.ok(r.ms < 20000, `${key} = ${bad}: answered in ${r.ms} ms`);
     }
   }
   // Options outside the table: counts and sweep's lists.
@@ -132,8 +130,9 @@ test('every option of the tables: a bad value is refused in one line naming the 
 
 test('a 20-digit --layers index is a one-line error at once, not a V8 allocation failure', () => {
   const r = run(['prune', bundled, '--layers', '3,99999999999999999999', '--no-scp', '--out', path.join(tmp, 'never')]);
+  // Exit 2 with a message, not a signal: the old parser expanded the range until V8 aborted (SIGTRAP).
+  assert.equal(r.signal, null);
   usageError(r, '20-digit index', /--layers: 999999999999\.\.\. is not a layer index \(0 to 99999\)/);
-  assert.ok(r.ms < 20000, `answered in ${r.ms} ms`);
   const wide = run(['prune', bundled, '--layers', '0-99999', '--no-scp', '--out', path.join(tmp, 'never')]);
   usageError(wide, 'a range wider than the model', /--layers: layer 16 does not exist \(the model has layers 0-15\)/);
   assert.ok(!fs.existsSync(path.join(tmp, 'never')));
