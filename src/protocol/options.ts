@@ -31,6 +31,7 @@ export interface OptionSpec {
   min?: number;
   max?: number;
   minExclusive?: boolean;
+  maxExclusive?: boolean;
   /** Value name in the help text (`--ratio r`). */
   arg?: string;
   help: string;
@@ -86,11 +87,13 @@ export class OptionError extends Error {
   }
 }
 
-function describeBounds(s: Pick<OptionSpec, 'kind' | 'min' | 'max' | 'minExclusive'>): string {
+type Bounds = Pick<OptionSpec, 'kind' | 'min' | 'max' | 'minExclusive' | 'maxExclusive'>;
+
+function describeBounds(s: Bounds): string {
   const what = s.kind === 'integer' ? 'an integer' : 'a number';
-  if (s.min !== undefined && s.max !== undefined) return `${what} in ${s.minExclusive ? '(' : '['}${s.min}, ${s.max}]`;
+  if (s.min !== undefined && s.max !== undefined) return `${what} in ${s.minExclusive ? '(' : '['}${s.min}, ${s.max}${s.maxExclusive ? ')' : ']'}`;
   if (s.min !== undefined) return s.kind === 'integer' && s.min === 1 && !s.minExclusive ? 'a positive integer' : `${what} ${s.minExclusive ? '>' : '>='} ${s.min}`;
-  if (s.max !== undefined) return `${what} <= ${s.max}`;
+  if (s.max !== undefined) return `${what} ${s.maxExclusive ? '<' : '<='} ${s.max}`;
   return what;
 }
 
@@ -117,14 +120,14 @@ function safeInteger(text: string): number | undefined {
   return Number.isSafeInteger(x) ? x : undefined;
 }
 
-export function parseNumberValue(name: string, s: Pick<OptionSpec, 'kind' | 'min' | 'max' | 'minExclusive'>, text: string): number {
+export function parseNumberValue(name: string, s: Bounds, text: string): number {
   const t = text.trim();
   const x = s.kind === 'integer' ? safeInteger(t) : t === '' ? NaN : Number(t);
   const inRange =
     x !== undefined &&
     Number.isFinite(x) &&
     (s.min === undefined || (s.minExclusive ? x > s.min : x >= s.min)) &&
-    (s.max === undefined || x <= s.max);
+    (s.max === undefined || (s.maxExclusive ? x < s.max : x <= s.max));
   if (!inRange) throw new OptionError(name, `must be ${describeBounds(s)}, got "${text}"`);
   return x!;
 }
