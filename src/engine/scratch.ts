@@ -5,10 +5,10 @@
 // normal disposal, a thrown error, process.exit, Ctrl-C / SIGTERM, and, for a process that was
 // killed outright, the next start of the CLI or the engine process (sweepStaleScratch).
 
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { makeTempDir } from './package/tempDir';
 
 /** Where each process records the folders it owns: one small file per folder. */
 function registryDir(): string {
@@ -20,22 +20,12 @@ const owned = new Map<string, string>(); // folder -> its registry record
 /** Folder name patterns the sweep may delete; anything else in a record is ignored. */
 const SWEEPABLE = /^\.short-lvlm-session-|^short-lvlm-session-|\.partial-/;
 
-/** A new folder `prefix` + random under `parent` (made with the user's umask, like any folder the user makes, since a partial folder becomes the output). */
-function newFolder(parent: string, prefix: string): string {
-  for (let attempt = 0; ; attempt++) {
-    const dir = path.join(parent, prefix + crypto.randomBytes(6).toString('hex'));
-    try {
-      fs.mkdirSync(dir);
-      return dir;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 10) throw e;
-    }
-  }
-}
-
-/** A new folder under `parent`, registered for removal on every exit path. */
+/**
+ * A new folder under `parent` (with the user's umask: a partial folder becomes the output),
+ * registered for removal on every exit path.
+ */
 export function makeScratchDir(parent: string, prefix: string): string {
-  const dir = newFolder(parent, prefix);
+  const dir = makeTempDir(parent, prefix);
   let record = '';
   try {
     fs.mkdirSync(registryDir(), { recursive: true });

@@ -11,7 +11,7 @@ import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { pruneJob } from '../../src/engine/jobs';
 import { decodeModel } from '../../src/engine/onnx/proto';
-import { fsErrorSentence } from '../../src/engine/fsErrors';
+import { fsErrorSentence } from '../../src/protocol/errorText';
 import { hashFolder, VARIANTS, writeVariant } from '../support/engineFixtures';
 import { assertCleanFailure, copyPackage, deeplyNestedNode, editDecoder, editJson, largestWeight, leftovers, REPO, runCli } from '../support/hostileCorpus';
 import { SynthModel } from '../support/synthModels';
@@ -169,12 +169,13 @@ test('engine API: layer lists that are not valid indices of this model are refus
   fs.mkdirSync(outParent);
   const before = hashFolder(optimum.dir);
   const bad: Array<[unknown, RegExp]> = [
-    [[1e20], /100000000000000000000 is not a layer index \(the decoder has layers 0\.\.5\)/],
-    [[6], /layer 6 does not exist: the decoder has layers 0\.\.5/],
-    [[2 ** 53 + 2], /is not a layer index/],
-    [[1.5], /is not a layer index/],
+    [[1e20], /layer 100000000000000000000 does not exist/],
+    [[6], /layer 6 does not exist/],
+    [[2 ** 53 + 2], /layer 9007199254740994 does not exist/],
+    [[1.5], /1\.5 is not a layer index/],
+    [[-1], /layer -1 does not exist/],
     [['3'], /"3" is not a layer index/],
-    [Array.from({ length: 1e6 }, (_, i) => i), /1000000 layers to remove, but the decoder has only 6/],
+    [Array.from({ length: 1e6 }, (_, i) => i), /layer 6 does not exist/],
     ['3,5', /must be a list of layer indices/],
   ];
   for (const [layers, re] of bad) {
@@ -247,9 +248,10 @@ test('damaged recipes: one line each, nothing written; the intact recipe applies
   const cases: Array<[string, unknown, RegExp]> = [
     ['not JSON', '{"format": "short-lvlm-recipe/1", ', /is not valid JSON/],
     ['not a recipe', { hello: 1 }, /is not a Short-LVLM recipe/],
-    ['removed not a list', { ...intact, removed: 'x' }, /is not a Short-LVLM recipe/],
-    ['huge layer', { ...intact, removed: [1e20] }, /is not a layer index/],
-    ['no model', { ...intact, model: undefined }, /made for a decoder of undefined bytes/],
+    ['removed not a list', { ...intact, removed: 'x' }, /incomplete or damaged/],
+    ['huge layer', { ...intact, removed: [1e20] }, /incomplete or damaged/],
+    ['no model', { ...intact, model: undefined }, /incomplete or damaged/],
+    ['layer out of range', { ...intact, removed: [6] }, /layer 6 does not exist/],
     ['basis too short', { ...intact, compensation: [{ basis: basis(weight.dims[1], 1, 8), weights: [{ name: weight.name, side: 'output', inOut: true }] }] }, /compensation 0 is damaged: its basis holds 8 bytes/],
     ['basis not finite', { ...intact, compensation: [{ basis: { rows: 1, cols: 1, float64: Buffer.from(new Float64Array([NaN]).buffer).toString('base64') }, weights: [] }] }, /not finite/],
   ];

@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { inspectModel } from '../../src/engine/commands/inspect';
-import { describeError } from '../../src/engine/fsErrors';
+import { describeError } from '../../src/protocol/errorText';
 import { pruneJob } from '../../src/engine/jobs';
 import { OnnxFile } from '../../src/engine/onnx/onnxFile';
 import { decodeModel, encodeModel, ModelProto } from '../../src/engine/onnx/proto';

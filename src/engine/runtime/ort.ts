@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
 import { encodeModel, ModelProto } from '../onnx/proto';
 import { makeScratchDir, removeScratchDir } from '../scratch';
+import { SESSION_PREFIX } from '../../protocol/files';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -85,7 +86,7 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   for (const parent of parents) {
     let dir: string | undefined;
     try {
-      dir = makeScratchDir(parent, '.short-lvlm-session-');
+      dir = makeScratchDir(parent, `.${SESSION_PREFIX}`);
       for (const loc of locations) {
         const link = path.join(dir, loc);
         fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -97,7 +98,7 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
     }
   }
   // Last resort (no writable folder on the model's file system): copy the data.
-  const dir = makeScratchDir(os.tmpdir(), 'short-lvlm-session-');
+  const dir = makeScratchDir(os.tmpdir(), SESSION_PREFIX);
   try {
     for (const loc of locations) {
       const dst = path.join(dir, loc);

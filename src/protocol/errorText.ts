@@ -1,9 +1,7 @@
 // File-system failures in the user's words. Node reports them as "EEXIST: file already
-// exists, mkdir '/dev/null'"; the CLI and the extension show this module's sentence instead,
-// always with the path concerned, on one line.
-
-import * as fs from 'fs';
-import * as path from 'path';
+// exists, mkdir '/dev/null'"; the CLI, the engine process and the extension show this
+// module's sentence instead, always with the path concerned, on one line. Pure (no file
+// access), so the host can use it as well as the engine.
 
 const ACTIONS: Record<string, string> = {
   open: 'open',
@@ -58,43 +56,4 @@ export function describeError(e: unknown): string {
   if (fsText) return fsText;
   const msg = e instanceof Error ? e.message : String(e);
   return msg.split('\n')[0];
-}
-
-/**
- * Fails early (before calibration, before any output) when `out` cannot become a folder:
- * the nearest existing ancestor must be a writable folder.
- */
-export function checkOutputLocation(out: string): void {
-  let p = path.resolve(out);
-  // Walk up to the nearest path that exists (lstat: a dangling link exists too).
-  for (;;) {
-    try {
-      fs.lstatSync(p);
-      break;
-    } catch (e) {
-      // ENOTDIR: a file further up; found as the walk goes on.
-      if (!['ENOENT', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) throw new Error(fsErrorSentence(e) ?? describeError(e));
-      const up = path.dirname(p);
-      if (up === p) return;
-      p = up;
-    }
-  }
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch (e) {
-    throw new Error(`cannot write ${out}: ${p} ${(e as NodeJS.ErrnoException).code === 'ELOOP' ? 'is a symbolic link that loops back on itself' : 'is a broken symbolic link'}`);
-  }
-  const target = path.resolve(out);
-  if (p === target) {
-    if (!st.isDirectory()) throw new Error(`cannot write ${out}: a file with that name exists (it is not a folder)`);
-    p = path.dirname(p);
-    st = fs.statSync(p);
-  }
-  if (!st.isDirectory()) throw new Error(`cannot write ${out}: ${p} is a file, not a folder`);
-  try {
-    fs.accessSync(p, fs.constants.W_OK);
-  } catch {
-    throw new Error(`cannot write ${out}: the folder ${p} is not writable (permission denied)`);
-  }
 }
