@@ -25,7 +25,11 @@ const SWEEPABLE = /^\.short-lvlm-session-|^short-lvlm-session-|\.partial-/;
  * registered for removal on every exit path.
  */
 export function makeScratchDir(parent: string, prefix: string): string {
-  const dir = makeTempDir(parent, prefix);
+  return adoptScratchDir(makeTempDir(parent, prefix));
+}
+
+/** Registers an existing folder of this process's making (a replaced output being deleted). */
+export function adoptScratchDir(dir: string): string {
   let record = '';
   try {
     fs.mkdirSync(registryDir(), { recursive: true });

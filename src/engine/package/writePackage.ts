@@ -11,7 +11,7 @@ import { removeLayers, replaceInitializer } from '../graph/surgery';
 import { checkOutputLocation } from '../outputLocation';
 import { checkPackageConsistency } from './consistency';
 import { ModelPackage, PackageError, recordedChunks } from './modelPackage';
-import { makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
+import { adoptScratchDir, makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
 import { partialPrefix, RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
 
 export interface PruneWriteOptions {
@@ -131,8 +131,13 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     if (fs.existsSync(outDir)) {
       const old = `${tmp}.old`;
       fs.renameSync(outDir, old);
-      fs.renameSync(tmp, outDir);
-      fs.rmSync(old, { recursive: true, force: true });
+      try {
+        fs.renameSync(tmp, outDir);
+      } catch (e) {
+        fs.renameSync(old, outDir); // the previous output stays in place
+        throw e;
+      }
+      removeScratchDir(adoptScratchDir(old));
     } else fs.renameSync(tmp, outDir);
     releaseScratchDir(tmp);
     tmp = undefined;
