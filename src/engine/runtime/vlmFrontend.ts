@@ -149,14 +149,19 @@ export class VlmFrontend {
     for (const s of this.owned) await s.release();
   }
 
+  private contentListsMemo?: boolean;
+
   /** Whether the chat template reads message content as a list of typed items. */
   private get contentLists(): boolean {
-    try {
-      const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
-      return String(probe).includes('SHORTLVLMPROBE');
-    } catch {
-      return false;
+    if (this.contentListsMemo === undefined) {
+      try {
+        const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
+        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE');
+      } catch {
+        this.contentListsMemo = false;
+      }
     }
+    return this.contentListsMemo;
   }
 
   /**
