@@ -100,6 +100,8 @@ export class VlmFrontend {
     readonly family: Family,
     private readonly t: Transformers,
     private readonly processor: any,
+    /** The processor takes (images, text), as LLaVA's does, rather than (text, images). */
+    private readonly imagesFirst: boolean,
     readonly tokenizer: any,
     private readonly model: any,
     private readonly owned: ort.InferenceSession[],
@@ -125,7 +127,7 @@ export class VlmFrontend {
     }
     if (!processor.tokenizer) throw new FamilyError(`model family "${family.modelType}": ${pkg.root} has no tokenizer files`);
     if (!processor.image_processor) throw new FamilyError(`model family "${family.modelType}": ${pkg.root} has no preprocessor_config.json`);
-    imagesFirst(processor);
+    const order = imagesFirst(processor);
     const owned: ort.InferenceSession[] = [];
     try {
       for (const f of [pkg.embedTokens!, pkg.visionEncoder!]) owned.push(await openSession(f, opts));
@@ -138,7 +140,7 @@ export class VlmFrontend {
       const eos = [gen.eos_token_id ?? cfg.eos_token_id ?? configs.generation_config?.eos_token_id ?? processor.tokenizer.eos_token_id]
         .flat()
         .filter((x: unknown) => typeof x === 'number');
-      return new VlmFrontend(pkg, family, t, processor, processor.tokenizer, model, owned, cfg.image_token_id ?? cfg.image_token_index, eos);
+      return new VlmFrontend(pkg, family, t, processor, order, processor.tokenizer, model, owned, cfg.image_token_id ?? cfg.image_token_index, eos);
     } catch (e) {
       for (const s of owned) await s.release();
       throw e;
@@ -198,7 +200,7 @@ export class VlmFrontend {
       } catch (e) {
         throw new Error(`cannot read image ${imagePath}: ${(e as Error).message}`);
       }
-      inputs = imagesFirst(this.processor) ? await this.processor(image, text) : await this.processor(text, image);
+      inputs = this.imagesFirst ? await this.processor(image, text) : await this.processor(text, image);
     } else inputs = this.tokenizer(text);
     const ids = Array.from(inputs.input_ids.data as BigInt64Array, Number);
     const isImage = Uint8Array.from(ids, (id) => (imagePath && id === this.imageTokenId ? 1 : 0));
