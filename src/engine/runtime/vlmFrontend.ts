@@ -244,6 +244,10 @@ export class VlmFrontend {
     return this.routed(runner, fetch, async () => {
       const { step, feeds } = await this.forward(this.firstInputs(enc).modelInputs);
       const e = feeds[runner.spec.embeds];
+      if (e.dims[1] !== enc.seqLen) {
+        // Token-level figures (TIS, kept tokens) index the processor's ids.
+        throw new FamilyError(`model family "${this.family.modelType}": its class gave the decoder ${e.dims[1]} positions for a ${enc.seqLen}-token prompt; families that change the sequence length when merging image features are not supported`);
+      }
       return { ...step, feeds: runner.withoutCache(feeds), embeds: toFloat32(e), hidden: e.dims[e.dims.length - 1] };
     });
   }
