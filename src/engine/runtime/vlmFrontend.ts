@@ -12,6 +12,7 @@ import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, StepResult, argmax } from './decoderRunner';
 import { Family, FamilyError, imagesFirst, ProcessorOutputs, resolveFamily } from './family';
+import type { Frontend } from './frontend';
 import { Feeds, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 
 type Transformers = typeof import('@huggingface/transformers');
@@ -92,7 +93,7 @@ class DecoderSlot {
   async release(): Promise<void> {}
 }
 
-export class VlmFrontend {
+export class VlmFrontend implements Frontend {
   private readonly slot = new DecoderSlot();
 
   private constructor(
