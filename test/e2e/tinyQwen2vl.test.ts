@@ -121,6 +121,17 @@ test('the engine feeds the decoder what Qwen2-VL\'s class builds: Python\'s M-Ro
   }
 });
 
+test('the engine\'s benchmark (generation through the family\'s class) answers as PyTorch did', async () => {
+  const acc = JSON.parse(fs.readFileSync(path.join(data, 'reference-qwen2vl/accuracy.json'), 'utf8')) as { items: number; torch_fp32: Record<string, number> };
+  // make.py scored the first items of each family, in file order.
+  const all = loadEval(path.join(data, 'eval.jsonl'));
+  const families = Object.keys(acc.torch_fp32);
+  const per = acc.items / families.length;
+  const items = families.flatMap((f) => all.filter((it) => it.family === f).slice(0, per));
+  const [r] = await benchModels([model], items);
+  for (const f of families) assert.ok(Math.abs(r.families[f].accuracy - acc.torch_fp32[f]) <= 1 / per + 1e-9, `${f}: engine ${r.families[f].accuracy} vs PyTorch ${acc.torch_fp32[f]}`);
+});
+
 test('calibrate -> prune with compensation -> bench; the pruned package answers in transformers.js as in the engine', async () => {
   const report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
   const L = report.model.numLayers;
