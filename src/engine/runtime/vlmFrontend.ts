@@ -78,7 +78,6 @@ class DecoderSlot {
   get outputNames() { return this.session.outputNames; }
   get inputMetadata() { return (this.session as any).inputMetadata; }
   get outputMetadata() { return (this.session as any).outputMetadata; }
-  readonly config = { dtype: 'fp32', device: 'cpu' };
 
   async run(feeds: Feeds): Promise<Record<string, ort.Tensor>> {
     const t = this.target!;
