@@ -152,16 +152,28 @@ export class VlmFrontend implements Frontend {
   }
 
   private contentListsMemo?: boolean;
-
-  /** Whether the chat template reads message content as a list of typed items. */
+  /**
+   * Whether the chat template reads message content as a list of typed items: a text entry
+   * renders as the same text would as a string (or the template takes lists only). A
+   * string-only template may still print a list's representation, which this tells apart.
+   */
   private get contentLists(): boolean {
     if (this.contentListsMemo === undefined) {
+      const render = (content: ChatContent) => String(this.tokenizer.apply_chat_template([{ role: 'user', content }], { tokenize: false }));
+      const probe = 'SHORTLVLMPROBE';
+      let asList: string | undefined;
+      let asString: string | undefined;
       try {
-        const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
-        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE');
+        asList = render([{ type: 'text', text: probe }]);
       } catch {
-        this.contentListsMemo = false;
+        asList = undefined;
       }
+      try {
+        asString = render(probe);
+      } catch {
+        asString = undefined;
+      }
+      this.contentListsMemo = asList !== undefined && asList.includes(probe) && (asString === undefined || asString === asList);
     }
     return this.contentListsMemo;
   }
@@ -190,8 +202,43 @@ export class VlmFrontend implements Frontend {
     return this.tokenizer.apply_chat_template(this.templateMessages(messages), { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
   }
 
+  /** The string the processor expands into one token per image feature (`<image>`). */
+  get imageTokenText(): string | undefined {
+    const configured = this.processor?.config?.image_token ?? this.processor?.image_token;
+    if (typeof configured === 'string' && configured) return configured;
+    return this.imageTokenId !== undefined ? this.tokenText(this.imageTokenId) : undefined;
+  }
+
+  /**
+   * The prompt for a sample with an image. Older LLaVA-style templates render message content
+   * as a plain string (`USER: {{ content }}`) and drop the image entry of a content list; the
+   * image token then goes into the text where the entry was, as LLaVA's own prompts place it.
+   */
+  private renderWithImage(messages: ChatMessage[], addGenerationPrompt: boolean): string {
+    const token = this.imageTokenText;
+    const hasList = messages.some((m) => Array.isArray(m.content));
+    let first: string | undefined;
+    try {
+      first = this.renderPrompt(messages, addGenerationPrompt);
+    } catch (e) {
+      if (!hasList || !token) throw e; // a string-only template may also fail on a list: try the text form
+    }
+    if (first !== undefined && (!token || !hasList || first.includes(token))) return first;
+    const asText = messages.map((m) => ({
+      ...m,
+      content: Array.isArray(m.content) ? m.content.map((c) => (c.type === 'image' ? `${token}\n` : c.text)).join('') : m.content,
+    }));
+    const second = this.renderPrompt(asText, addGenerationPrompt);
+    if (second.includes(token!)) return second;
+    const file = ['chat_template.jinja', 'chat_template.json', 'tokenizer_config.json'].find((f) => this.pkg.files.includes(f)) ?? 'tokenizer_config.json';
+    throw new Error(
+      `the chat template in ${path.join(this.pkg.root, file)} drops the image: its prompt holds no ${token} token, ` +
+        `neither for a content list with an image entry nor for text containing ${token}; the template must render the image`,
+    );
+  }
+
   async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
-    const text = this.renderPrompt(messages, addGenerationPrompt);
+    const text = imagePath ? this.renderWithImage(messages, addGenerationPrompt) : this.renderPrompt(messages, addGenerationPrompt);
     let inputs: ProcessorOutputs;
     if (imagePath) {
       let image;
@@ -205,7 +252,7 @@ export class VlmFrontend implements Frontend {
     const ids = Array.from(inputs.input_ids.data as BigInt64Array, Number);
     const isImage = Uint8Array.from(ids, (id) => (imagePath && id === this.imageTokenId ? 1 : 0));
     if (imagePath && !isImage.some((x) => x)) {
-      throw new Error(`the prompt holds no image token (id ${this.imageTokenId}) after ${this.family.modelType}'s processor: the chat template did not place the image`);
+      throw new Error(`the prompt built from the chat template holds no image token (id ${this.imageTokenId}, the config's image_token_id / image_token_index) after ${this.family.modelType}'s processor: the template or the config's image token is wrong`);
     }
     const view = { ids, isImage, inputs };
     const cfg = this.model.config;
