@@ -109,7 +109,7 @@ export async function compensate(
     const taps = await cs.run(enc, needed);
     const S = enc.seqLen;
     if (!D) {
-      D = enc.hidden;
+      D = taps.hidden;
       for (const f of feats) {
         f.xp = new Float32Array(N * D);
         f.xr = new Float32Array(N * D);
