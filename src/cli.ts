@@ -150,6 +150,7 @@ async function main(argv: string[]): Promise<number> {
       { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, options },
       { onProgress: stderrProgress(values.quiet) },
     );
+    for (const w of r.warnings ?? []) process.stderr.write(`short-lvlm: warning: ${w}\n`);
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
     return 0;

@@ -29,6 +29,8 @@ export interface PruneSummary {
   method: string;
   scp: boolean;
   report?: string;
+  /** What the report says went otherwise than asked (e.g. SCP skipped for a family). */
+  warnings?: string[];
   seconds: number;
 }
 
@@ -75,8 +77,9 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
       ratio: res.report.removed.length / res.report.model.numLayers,
       numLayers: res.report.output.numLayers,
       method: o.method,
-      scp: o.scp,
+      scp: res.recipe.compensation.length > 0,
       report: path.join(res.outDir, 'short-lvlm-report.json'),
+      warnings: res.report.warnings,
       seconds: (Date.now() - started) / 1000,
     };
   } finally {

@@ -5,18 +5,39 @@
 // and greedy answers, and a package with layers removed by the CLI must match PyTorch run
 // with those layers skipped.
 
-import { test, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { benchModels } from '../../src/engine/bench/evaluate';
+import { evalMessages, loadCalibration, loadEval } from '../../src/engine/data/datasets';
+import { removeLayers } from '../../src/engine/graph/surgery';
+import { CalibrationSession } from '../../src/engine/method/calibrate';
+import { lastVisible } from '../../src/engine/method/tis';
 import { OnnxFile } from '../../src/engine/onnx/onnxFile';
+import { openPackage } from '../../src/engine/package/modelPackage';
+import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
+import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
+import { Report } from '../../src/protocol/report';
 import { assertLogitsClose, FAMILIES, familyRef, openInTransformersJs, repo, vqaDir } from '../support/familyPackages';
+import { transformersJsAnswers } from '../support/transformersJs';
 
 const cli = path.join(repo, 'dist/cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-families-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const calib = path.join(vqaDir, 'calib.json');
+const pruned = (name: string) => path.join(tmp, `${name}-calibrated`);
+/** Image tokens per prompt: SmolVLM 4 tiles + the global image x 16; Gemma 3 one block of 16. */
+const IMAGE_TOKENS = { smolvlm: 80, gemma3: 16 };
+
+before(() => {
+  assert.ok(fs.existsSync(cli), 'run npm run build first');
+  for (const fam of FAMILIES) {
+    execFileSync(process.execPath, [cli, 'prune', fam.dir, '--calib', calib, '--ratio', '0.25', '--samples', '12', '--out', pruned(fam.name), '--quiet'], { stdio: 'ignore' });
+  }
+});
 
 function decoderInputs(dir: string): string[] {
   const f = OnnxFile.open(path.join(dir, 'onnx/decoder_model_merged.onnx'));
@@ -53,7 +74,7 @@ for (const fam of FAMILIES) {
     try {
       for (const s of ref.samples) {
         const r = await m.run(s.question, path.join(vqaDir, s.image), ref.max_new_tokens);
-        assert.equal(r.prompt, s.prompt, `${s.id}: chat template`);
+        assert.equal(m.rendered(s.question), s.prompt, `${s.id}: chat template`);
         assert.deepEqual(r.ids, s.input_ids, `${s.id}: token ids after image-token expansion`);
         assertLogitsClose(r.lastLogits, s.skips.find((k) => k.skip.length === 0)!.logits_f32, `${s.id}: logits`);
         assert.deepEqual(r.generated, s.greedy.find((g) => g.skip.length === 0)!.tokens, `${s.id}: greedy answer`);
@@ -92,6 +113,80 @@ for (const fam of FAMILIES) {
       } finally {
         await m.dispose();
       }
+    }
+  });
+}
+
+for (const fam of FAMILIES) {
+  test(`${fam.name}: calibrate -> prune -> bench; the pruned package answers in transformers.js as in the engine`, async () => {
+    const report = JSON.parse(fs.readFileSync(path.join(pruned(fam.name), 'short-lvlm-report.json'), 'utf8')) as Report;
+    const L = report.model.numLayers;
+    assert.equal(report.removed.length, Math.round(0.25 * L));
+    assert.equal(report.calibration.visualTokensMean, IMAGE_TOKENS[fam.name], 'calibration prompts carry the image');
+    if (fam.name === 'gemma3') {
+      // A norm follows Gemma's down_proj and o_proj: nothing to fold SCP into, and the report says so.
+      assert.deepEqual(report.pairs, []);
+      assert.match(report.warnings.join('\n'), /SCP skipped.*normalization/);
+    } else {
+      assert.equal(report.pairs.length, report.removed.length, 'every removed layer compensated');
+      assert.deepEqual(report.warnings, []);
+    }
+    const items = loadEval(path.join(vqaDir, 'eval.jsonl'), 8);
+    const rows = await benchModels([fam.dir, pruned(fam.name)], items);
+    assert.equal(rows[1].numLayers, L - report.removed.length);
+    for (const [i, dir] of [fam.dir, pruned(fam.name)].entries()) {
+      assert.deepEqual(await transformersJsAnswers(dir, items), rows[i].answers.map((a) => a.predicted), `${path.basename(dir)}: transformers.js vs engine`);
+    }
+  });
+
+  test(`${fam.name}: the engine, through the family's class, feeds the decoder what PyTorch sees; logits match with layers skipped`, async () => {
+    const ref = familyRef(fam.name);
+    const pkg = openPackage(fam.dir);
+    const fe = await VlmFrontend.open(pkg);
+    const src = OnnxFile.open(pkg.decoder);
+    try {
+      for (const s of ref.samples.slice(0, 2)) {
+        const item = { id: s.id, image: path.join(vqaDir, s.image), question: s.question, answer: '', family: '' };
+        const enc = await fe.encode(evalMessages(item), item.image, true);
+        assert.deepEqual(enc.ids, s.input_ids, `${s.id}: ids`);
+        for (const sk of s.skips) {
+          const runner = await DecoderRunner.fromModel(sk.skip.length ? removeLayers(src.model, sk.skip).model : src.model, src);
+          try {
+            assertLogitsClose((await fe.prefill(enc, runner)).lastLogits, sk.logits_f32, `${s.id} skipping [${sk.skip}]`);
+          } finally {
+            await runner.dispose();
+          }
+        }
+      }
+    } finally {
+      src.close();
+      await fe.dispose();
+    }
+  });
+
+  test(`${fam.name}: TIS counts exactly the attention the decoder applies (its real mask)`, async () => {
+    // Every row's attention lies inside the mask TIS assumes (row sums 1) and reaches its last
+    // visible key: the assumed mask is neither narrower nor wider than the decoder's. Gemma 3
+    // run by transformers.js is causal (no token_type_ids reach its decoder).
+    const cs = await CalibrationSession.open(openPackage(fam.dir));
+    try {
+      const [sample] = loadCalibration(calib, 1);
+      const enc = await cs.encode(sample);
+      assert.equal(enc.isImage.reduce((a, b) => a + b, 0), IMAGE_TOKENS[fam.name]);
+      const layers = Array.from({ length: cs.numLayers }, (_, i) => i);
+      const taps = await cs.run(enc, layers);
+      for (const l of layers) {
+        const a = taps.attention(l);
+        const S = a.seqLen;
+        for (let q = 0; q < S; q++) {
+          let sum = 0;
+          for (let k = 0; k < S; k++) sum += a.probs[q * S + k];
+          assert.ok(Math.abs(sum - 1) < 1e-4, `layer ${l} row ${q}: attention inside the mask sums to ${sum}`);
+          assert.ok(a.probs[q * S + lastVisible(a.lastKey, q)] > 0, `layer ${l} row ${q}: last visible key unattended`);
+        }
+      }
+    } finally {
+      await cs.dispose();
     }
   });
 }

@@ -5,6 +5,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
+import { loadWithTransformersJs } from './transformersJs';
 
 export const repo = path.resolve(__dirname, '../../..');
 export const vqaDir = path.join(repo, 'data/tiny-vqa');
@@ -44,35 +45,28 @@ export function familyRef(name: string): FamilyRef {
 }
 
 export interface ItemRun {
-  prompt: string;
   ids: number[];
   lastLogits: Float32Array;
   /** Greedy tokens after the prompt (end-of-sequence included when produced). */
   generated: number[];
 }
 
-/** Loads `dir` with transformers.js' `className` and AutoProcessor; `run` answers items. */
+/** Loads `dir` with the transformers.js class its config names (asserted to be `className`). */
 export async function openInTransformersJs(dir: string, className: string) {
-  const t: any = await import('@huggingface/transformers');
-  t.env.allowRemoteModels = false;
-  t.env.localModelPath = path.dirname(path.resolve(dir)) + path.sep;
-  const name = path.basename(dir);
-  const processor = await t.AutoProcessor.from_pretrained(name, { local_files_only: true });
-  const model = await t[className].from_pretrained(name, { local_files_only: true, dtype: 'fp32' });
+  const m = await loadWithTransformersJs(dir);
+  assert.equal(m.model.constructor.name, className);
   return {
     async run(question: string, image: string, maxNewTokens: number): Promise<ItemRun> {
-      const messages = [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }];
-      const prompt = processor.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true });
-      // Idefics3's and Gemma 3's processors take (text, images).
-      const inputs = await processor(prompt, await t.RawImage.read(image));
-      const out = await model(inputs);
+      const inputs = await m.inputs({ question, image });
+      const out = await m.model(inputs);
       const [, S, V] = out.logits.dims;
-      const lastLogits = Float32Array.from(out.logits.data.subarray((S - 1) * V, S * V));
-      const gen = await model.generate({ ...inputs, max_new_tokens: maxNewTokens, do_sample: false });
+      const lastLogits = Float32Array.from((out.logits.data as Float32Array).subarray((S - 1) * V, S * V));
+      const gen = await m.model.generate({ ...inputs, max_new_tokens: maxNewTokens, do_sample: false });
       const generated = Array.from(gen.slice(null, [S, null]).data as BigInt64Array, Number);
-      return { prompt, ids: Array.from(inputs.input_ids.data as BigInt64Array, Number), lastLogits, generated };
+      return { ids: Array.from(inputs.input_ids.data as BigInt64Array, Number), lastLogits, generated };
     },
-    dispose: () => model.dispose?.(),
+    rendered: (question: string) => m.processor.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }], { tokenize: false, add_generation_prompt: true }) as string,
+    dispose: () => m.dispose(),
   };
 }
 

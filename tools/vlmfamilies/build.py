@@ -188,17 +188,15 @@ def model_inputs(fam, vocab, img, question):
 
 # ----------------------------------------------------------------------------- export
 class DecoderExport(nn.Module):
-    def __init__(self, model, n, with_token_types=False):
+    """The decoder as transformers.js calls it: no token_type_ids (its Gemma 3 class passes none)."""
+
+    def __init__(self, model, n):
         super().__init__()
-        self.m, self.n, self.tt = model, n, with_token_types
+        self.m, self.n = model, n
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *rest):
-        tt = None
-        if self.tt:
-            tt, rest = rest[0], rest[1:]
         past = [(rest[2 * i], rest[2 * i + 1]) for i in range(self.n)]
-        kw = {"token_type_ids": tt} if self.tt else {}
-        logits, presents = self.m.decode(inputs_embeds, attention_mask, position_ids, past, **kw)
+        logits, presents = self.m.decode(inputs_embeds, attention_mask, position_ids, past)
         out = [logits]
         for k, v in presents:
             out += [k, v]
@@ -216,44 +214,39 @@ class Fn(nn.Module):
         return self.f(*a)
 
 
-def export(model, fam, onnx_dir, decoder_name="decoder_model_merged.onnx", with_token_types=False, parts=True):
+def export(model, fam, onnx_dir):
     import onnx
     os.makedirs(onnx_dir, exist_ok=True)
     t = fam["text"]
     dyn_ids = {0: "batch_size", 1: "sequence_length"}
-    if parts:
-        if fam["family"] == "smolvlm":
-            f = fam["frame"]
-            pv = torch.randn(1, 3, 3, f, f)
-            pm = torch.ones(1, 3, f, f, dtype=torch.bool)
-            torch.onnx.export(Fn(model.vision, model.vision), (pv, pm), os.path.join(onnx_dir, "vision_encoder.onnx"),
-                              input_names=["pixel_values", "pixel_attention_mask"], output_names=["image_features"],
-                              dynamic_axes={"pixel_values": {0: "batch_size", 1: "num_images"},
-                                            "pixel_attention_mask": {0: "batch_size", 1: "num_images"},
-                                            "image_features": {0: "batch_size_x_num_images"}},
-                              opset_version=OPSET, do_constant_folding=True)
-            embed = model.model.embed_tokens
-        else:
-            s = fam["image"]
-            torch.onnx.export(Fn(model.vision, model.vision), (torch.randn(2, 3, s, s),), os.path.join(onnx_dir, "vision_encoder.onnx"),
-                              input_names=["pixel_values"], output_names=["image_features"],
-                              dynamic_axes={"pixel_values": {0: "batch_size"}, "image_features": {0: "batch_size"}},
-                              opset_version=OPSET, do_constant_folding=True)
-            embed = model.model.scaled_embed
-        torch.onnx.export(Fn(model.model, embed), (torch.tensor([[1, 5, 6]]),), os.path.join(onnx_dir, "embed_tokens.onnx"),
-                          input_names=["input_ids"], output_names=["inputs_embeds"],
-                          dynamic_axes={"input_ids": dyn_ids, "inputs_embeds": dyn_ids},
+    if fam["family"] == "smolvlm":
+        f = fam["frame"]
+        pv = torch.randn(1, 3, 3, f, f)
+        pm = torch.ones(1, 3, f, f, dtype=torch.bool)
+        torch.onnx.export(Fn(model.vision, model.vision), (pv, pm), os.path.join(onnx_dir, "vision_encoder.onnx"),
+                          input_names=["pixel_values", "pixel_attention_mask"], output_names=["image_features"],
+                          dynamic_axes={"pixel_values": {0: "batch_size", 1: "num_images"},
+                                        "pixel_attention_mask": {0: "batch_size", 1: "num_images"},
+                                        "image_features": {0: "batch_size_x_num_images"}},
                           opset_version=OPSET, do_constant_folding=True)
+        embed = model.model.embed_tokens
+    else:
+        s = fam["image"]
+        torch.onnx.export(Fn(model.vision, model.vision), (torch.randn(2, 3, s, s),), os.path.join(onnx_dir, "vision_encoder.onnx"),
+                          input_names=["pixel_values"], output_names=["image_features"],
+                          dynamic_axes={"pixel_values": {0: "batch_size"}, "image_features": {0: "batch_size"}},
+                          opset_version=OPSET, do_constant_folding=True)
+        embed = model.model.scaled_embed
+    torch.onnx.export(Fn(model.model, embed), (torch.tensor([[1, 5, 6]]),), os.path.join(onnx_dir, "embed_tokens.onnx"),
+                      input_names=["input_ids"], output_names=["inputs_embeds"],
+                      dynamic_axes={"input_ids": dyn_ids, "inputs_embeds": dyn_ids},
+                      opset_version=OPSET, do_constant_folding=True)
     B, S, P = 1, 3, 2
     args = [torch.randn(B, S, t["hidden_size"]), torch.ones(B, P + S, dtype=torch.long),
             torch.arange(P, P + S)[None]]
     names = ["inputs_embeds", "attention_mask", "position_ids"]
     dyn = {"inputs_embeds": dyn_ids, "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
            "position_ids": dyn_ids, "logits": dyn_ids}
-    if with_token_types:
-        args.append(torch.tensor([[0, 1, 1]]))
-        names.append("token_type_ids")
-        dyn["token_type_ids"] = dyn_ids
     outs = ["logits"]
     for i in range(t["num_hidden_layers"]):
         for kv in ("key", "value"):
@@ -262,8 +255,8 @@ def export(model, fam, onnx_dir, decoder_name="decoder_model_merged.onnx", with_
             outs.append(f"present.{i}.{kv}")
             dyn[f"past_key_values.{i}.{kv}"] = {0: "batch_size", 2: "past_sequence_length"}
             dyn[f"present.{i}.{kv}"] = {0: "batch_size", 2: "total_sequence_length"}
-    path = os.path.join(onnx_dir, decoder_name)
-    torch.onnx.export(DecoderExport(model, t["num_hidden_layers"], with_token_types), tuple(args), path,
+    path = os.path.join(onnx_dir, "decoder_model_merged.onnx")
+    torch.onnx.export(DecoderExport(model, t["num_hidden_layers"]), tuple(args), path,
                       input_names=names, output_names=outs, dynamic_axes=dyn,
                       opset_version=OPSET, do_constant_folding=True)
     for f in sorted(os.listdir(onnx_dir)):
@@ -429,11 +422,6 @@ def build(fam, out_root, ref_dir, ckpt=None):
     os.makedirs(out, exist_ok=True)
     export(model, fam, os.path.join(out, "onnx"))
     write_package(fam, vocab, out)
-    if fam["family"] == "gemma3":
-        # A second decoder for runtimes that pass token_type_ids (bidirectional image blocks);
-        # kept outside the package, for the engine's tests of the attention-mask hook.
-        export(model, fam, os.path.join(ref_dir, "gemma3-token-types"), "decoder_model_merged.onnx",
-               with_token_types=True, parts=False)
     meta = {"package": os.path.relpath(out, ROOT), "seed": SEED[fam["family"]], "trained": trained, "vocab_size": len(vocab.ids),
             "eos_token_id": vocab[fam["eos"]], "max_new_tokens": MAX_NEW,
             "image_paths": "relative to data/tiny-vqa/", "skip_indices": "0-based decoder layers",

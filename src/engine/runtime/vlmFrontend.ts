@@ -163,11 +163,13 @@ export class VlmFrontend {
    * LLaVA-JSON turns mark the image with `<image>` in a string. A template that loops over
    * content lists gets an image entry instead (Qwen2-VL, Idefics3, Gemma 3 templates emit
    * their own image markers from it); a string-only template keeps the marker in the text.
+   * Every turn becomes a list there, answers too: SmolVLM's template loops over the content
+   * of assistant turns as well, and a string is not iterable in it.
    */
   templateMessages(messages: ChatMessage[]): ChatMessage[] {
     if (!this.contentLists) return messages;
     return messages.map((m) => {
-      if (typeof m.content !== 'string' || !m.content.includes('<image>')) return m;
+      if (typeof m.content !== 'string') return m;
       const content: Exclude<ChatContent, string> = [];
       m.content.split('<image>').forEach((text, i) => {
         if (i > 0) content.push({ type: 'image' });
