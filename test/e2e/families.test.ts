@@ -13,6 +13,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { benchModels } from '../../src/engine/bench/evaluate';
 import { evalMessages, loadCalibration, loadEval } from '../../src/engine/data/datasets';
+import { discoverLayers } from '../../src/engine/graph/layers';
 import { removeLayers } from '../../src/engine/graph/surgery';
 import { CalibrationSession } from '../../src/engine/method/calibrate';
 import { lastVisible } from '../../src/engine/method/tis';
@@ -67,6 +68,25 @@ for (const fam of FAMILIES) {
     assert.deepEqual(visionInputs, fam.name === 'smolvlm' ? ['pixel_values', 'pixel_attention_mask'] : ['pixel_values']);
     const bytes = fs.readdirSync(path.join(fam.dir, 'onnx')).reduce((a, f) => a + fs.statSync(path.join(fam.dir, 'onnx', f)).size, 0);
     assert.ok(bytes < 4 * 2 ** 20, `${bytes} bytes`);
+  });
+
+  test(`${fam.name}: layer discovery: q/k/v and gate/up are the input-side weights, also behind Gemma's sandwich norms`, () => {
+    const f = OnnxFile.open(path.join(fam.dir, 'onnx/decoder_model_merged.onnx'));
+    try {
+      const init = new Map(f.graph.initializer.map((t) => [t.name, t.dims.map(Number)]));
+      const { layers } = discoverLayers(f.graph);
+      const [H, I] = [64, 128];
+      for (const l of layers) {
+        // [in, out] layout: q [H, 4x16], k and v [H, 2x16]; gate and up [H, I].
+        assert.deepEqual(l.attnInputWeights.map((w) => init.get(w.name)).sort(), [[H, 32], [H, 32], [H, 64]], `layer ${l.index} attention inputs`);
+        assert.deepEqual(l.mlpInputWeights.map((w) => init.get(w.name)), [[H, I], [H, I]], `layer ${l.index} MLP inputs`);
+        // A norm follows Gemma's o_proj and down_proj: nothing writes linearly into the residual stream.
+        assert.equal(l.downProj === undefined, fam.name === 'gemma3');
+        assert.equal(l.oProj === undefined, fam.name === 'gemma3');
+      }
+    } finally {
+      f.close();
+    }
   });
 
   test(`${fam.name}: transformers.js' own class and processor reproduce PyTorch (prompt, ids, logits, greedy answer)`, async () => {

@@ -108,7 +108,7 @@ export async function compensate(
   if (unfoldable.length) {
     // Gemma 2/3 put a norm between down_proj / o_proj and the residual add: no weight writes
     // linearly into the residual stream, so the projection has nowhere to be folded.
-    warnings.push(`SCP skipped: in layer${unfoldable.length > 1 ? 's' : ''} ${unfoldable.join(', ')} no ${opts.target} weight writes linearly into the residual stream (a normalization follows it, as in Gemma's sandwich norms); the layers were removed without compensation`);
+    warnings.push(`SCP skipped: in layer${unfoldable.length > 1 ? 's' : ''} ${unfoldable.join(', ')} no ${opts.target} weight writes linearly into the residual stream (a normalization follows it, as in Gemma's sandwich norms); the layers were removed without compensation (--scp-target input projects their input-side weights instead)`);
     return result;
   }
   const needed = [...new Set(active.flatMap((p) => [p.pruned, p.partner]))];
