@@ -21,7 +21,7 @@ import { OnnxFile } from '../../src/engine/onnx/onnxFile';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
-import { Report } from '../../src/protocol/report';
+import { Recipe, Report } from '../../src/protocol/report';
 import { assertLogitsClose, FAMILIES, familyRef, openInTransformersJs, repo, vqaDir } from '../support/familyPackages';
 import { transformersJsAnswers } from '../support/transformersJs';
 
@@ -38,6 +38,8 @@ before(() => {
   for (const fam of FAMILIES) {
     execFileSync(process.execPath, [cli, 'prune', fam.dir, '--calib', calib, '--ratio', '0.25', '--samples', '12', '--out', pruned(fam.name), '--quiet'], { stdio: 'ignore' });
   }
+  const gemma = FAMILIES.find((f) => f.name === 'gemma3')!;
+  execFileSync(process.execPath, [cli, 'prune', gemma.dir, '--calib', calib, '--ratio', '0.25', '--samples', '12', '--scp-target', 'input', '--out', pruned('gemma3-input'), '--quiet'], { stdio: 'ignore' });
 });
 
 function decoderInputs(dir: string): string[] {
@@ -210,3 +212,23 @@ for (const fam of FAMILIES) {
     }
   });
 }
+
+test('gemma3: SCP on the input side (q, k, v, gate, up) compensates every removed layer; the package answers in transformers.js as in the engine', async () => {
+  const gemma = FAMILIES.find((f) => f.name === 'gemma3')!;
+  const dir = pruned('gemma3-input');
+  const report = JSON.parse(fs.readFileSync(path.join(dir, 'short-lvlm-report.json'), 'utf8')) as Report;
+  const recipe = JSON.parse(fs.readFileSync(path.join(dir, 'recipe.json'), 'utf8')) as Recipe;
+  assert.deepEqual(report.warnings, []);
+  assert.equal(report.pairs.length, report.removed.length);
+  const src = OnnxFile.open(path.join(gemma.dir, 'onnx/decoder_model_merged.onnx'));
+  const { layers } = discoverLayers(src.graph);
+  src.close();
+  for (const c of recipe.compensation) {
+    const want = [...layers[c.partner].attnInputWeights, ...layers[c.partner].mlpInputWeights].map((w) => w.name).sort();
+    assert.deepEqual(c.weights.map((w) => w.name).sort(), want, `partner ${c.partner}: its five input-side weights`);
+    assert.ok(c.weights.every((w) => w.side === 'input'));
+  }
+  const items = loadEval(path.join(vqaDir, 'eval.jsonl'), 8);
+  const [row] = await benchModels([dir], items);
+  assert.deepEqual(await transformersJsAnswers(dir, items), row.answers.map((a) => a.predicted));
+});
