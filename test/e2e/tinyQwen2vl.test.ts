@@ -60,8 +60,9 @@ test('the miniature is a Qwen2-VL package and small', () => {
   assert.ok(bytes < 8 * 2 ** 20, `${bytes} bytes`);
 });
 
-test('transformers.js\' own Qwen2VLForConditionalGeneration matches PyTorch: token ids, logits, greedy answers', async () => {
+test('transformers.js\' own Qwen2VLForConditionalGeneration matches PyTorch: token ids, logits, greedy answers', async (t) => {
   const m = await loadWithTransformersJs(model);
+  let worst = 0;
   try {
     assert.equal(m.model.constructor.name, 'Qwen2VLForConditionalGeneration');
     for (const s of ref.samples) {
@@ -72,23 +73,26 @@ test('transformers.js\' own Qwen2VLForConditionalGeneration matches PyTorch: tok
       const last = (out.logits.data as Float32Array).slice(out.logits.data.length - V);
       const { diff, scale } = maxDiff(last, s.skips[0].logits_f32);
       assert.ok(diff <= 1e-4 * Math.max(1, scale), `${s.id}: max |diff| ${diff}`);
+      worst = Math.max(worst, diff);
       const gen = await m.model.generate({ ...inputs, max_new_tokens: s.greedy_ids.length + 1, do_sample: false });
       const eos = (JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8')) as { eos_token_id: number }).eos_token_id;
       const answer = Array.from(gen.slice(null, [s.input_ids.length, null]).data as BigInt64Array, Number).filter((x) => x !== eos);
       assert.deepEqual(answer.slice(0, s.greedy_ids.length), s.greedy_ids, `${s.id}: greedy answer (KV cache, M-RoPE decoding positions)`);
     }
+    t.diagnostic(`${ref.samples.length} prompts: largest |logit diff| transformers.js vs PyTorch ${worst.toExponential(2)}`);
   } finally {
     await m.dispose();
   }
 });
 
-test('the engine feeds the decoder what Qwen2-VL\'s class builds: Python\'s M-RoPE positions; logits match PyTorch with layers skipped', async () => {
+test('the engine feeds the decoder what Qwen2-VL\'s class builds: Python\'s M-RoPE positions; logits match PyTorch with layers skipped', async (t) => {
   const pkg = openPackage(model);
   const fe = await VlmFrontend.open(pkg);
   const src = OnnxFile.open(pkg.decoder);
   const runners = new Map<string, DecoderRunner>();
   try {
     let checked = 0;
+    let worst = 0;
     for (const s of ref.samples) {
       const item = { id: s.id, image: path.join(data, s.image), question: s.question, answer: s.answer, family: s.family };
       const enc = await fe.encode(evalMessages(item), item.image, true);
@@ -104,15 +108,28 @@ test('the engine feeds the decoder what Qwen2-VL\'s class builds: Python\'s M-Ro
         assert.deepEqual(Array.from(pos.data as BigInt64Array, Number), s.position_ids.flat(), `${s.id}: position ids`);
         const { diff, scale } = maxDiff(out.lastLogits, sk.logits_f32);
         assert.ok(diff <= 1e-4 * Math.max(1, scale), `${s.id} skipping [${sk.skip}]: max |diff| ${diff}`);
+        worst = Math.max(worst, diff);
         checked++;
       }
     }
     assert.ok(checked >= 24);
+    t.diagnostic(`${checked} prompt x skip-set cases: largest |logit diff| engine vs PyTorch ${worst.toExponential(2)}`);
   } finally {
     for (const r of runners.values()) await r.dispose();
     src.close();
     await fe.dispose();
   }
+});
+
+test('the engine\'s benchmark (generation through the family\'s class) answers as PyTorch did', async () => {
+  const acc = JSON.parse(fs.readFileSync(path.join(data, 'reference-qwen2vl/accuracy.json'), 'utf8')) as { items: number; torch_fp32: Record<string, number> };
+  // make.py scored the first items of each family, in file order.
+  const all = loadEval(path.join(data, 'eval.jsonl'));
+  const families = Object.keys(acc.torch_fp32);
+  const per = acc.items / families.length;
+  const items = families.flatMap((f) => all.filter((it) => it.family === f).slice(0, per));
+  const [r] = await benchModels([model], items);
+  for (const f of families) assert.ok(Math.abs(r.families[f].accuracy - acc.torch_fp32[f]) <= 1 / per + 1e-9, `${f}: engine ${r.families[f].accuracy} vs PyTorch ${acc.torch_fp32[f]}`);
 });
 
 test('calibrate -> prune with compensation -> bench; the pruned package answers in transformers.js as in the engine', async () => {

@@ -239,7 +239,7 @@ def references(model, ref_dir, n_samples=6, n_acc=200):
     acc = {f: c[0] / c[1] for f, c in sorted(correct.items())}
     json.dump({"model": "tiny-qwen2vl", "seed": SEED, "samples": samples}, open(os.path.join(ref_dir, "logits.json"), "w"))
     json.dump({"items": n_acc, "torch_fp32": acc}, open(os.path.join(ref_dir, "accuracy.json"), "w"), indent=1)
-    print("accuracy on the first", n_acc, "eval items:", acc)
+    print(f"accuracy on {n_acc} eval items ({n_acc // len(by_family)} per family):", acc)
 
 
 def main():

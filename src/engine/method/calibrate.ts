@@ -9,7 +9,8 @@ import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from '../runtime/decoderRunner';
 import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
-import { Encoded, Prefill, VlmFrontend } from '../runtime/vlmFrontend';
+import { Frontend, openFrontend } from '../runtime/frontend';
+import { Encoded, Prefill } from '../runtime/vlmFrontend';
 import { Histogram, TokenSample } from '../../protocol/report';
 import { meanOver, tokenCosines } from './cosine';
 import { attentionFromQK } from './fusedAttention';
@@ -67,7 +68,7 @@ function histogramAdd(h: Histogram, v: number): void {
 /** Opens what a calibration pass needs: frontend, instrumented decoder and rotary caches. */
 export class CalibrationSession {
   private constructor(
-    readonly frontend: VlmFrontend,
+    readonly frontend: Frontend,
     readonly source: OnnxFile,
     readonly inst: Instrumented,
     readonly runner: DecoderRunner,
@@ -75,7 +76,7 @@ export class CalibrationSession {
   ) {}
 
   static async open(pkg: ModelPackage, opts: RuntimeOptions = {}, layers?: number[]): Promise<CalibrationSession> {
-    const frontend = await VlmFrontend.open(pkg, opts);
+    const frontend = await openFrontend(pkg, opts);
     const source = OnnxFile.open(pkg.decoder);
     try {
       const inst = instrumentDecoder(source.model, { layers });
@@ -237,7 +238,7 @@ export async function calibrate(cs: CalibrationSession, samples: CalibSample[], 
   return { numLayers: L, hidden, samples: samples.length, tokens, visualTokens, layers: sums, histVisual, histText, tokenSamples, style: cs.inst.structure.style };
 }
 
-function tokenTexts(frontend: VlmFrontend, enc: Encoded): string[] {
+function tokenTexts(frontend: Frontend, enc: Encoded): string[] {
   return enc.ids.map((id, i) => (enc.isImage[i] ? '<image>' : frontend.tokenText(id) || String(id)));
 }
 

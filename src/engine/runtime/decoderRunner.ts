@@ -9,12 +9,7 @@ import { Feeds, openEditedSession, openSession, ort, OwnedSession, RuntimeOption
 
 export interface DecoderSpec {
   embeds: string;
-  embedsType: 'float32' | 'float16';
   hidden: number;
-  attentionMask?: string;
-  positionIds?: string;
-  /** 3 for multimodal rotary (Qwen2-VL: 3 x B x S), else 2. */
-  positionRank: number;
   past: { key: string; value: string }[];
   present: { key: string; value: string }[];
   kvHeads: number;
@@ -53,14 +48,9 @@ export function decoderSpec(g: GraphProto, fallback: { kvHeads?: number; headDim
   const hidden = embedsVi.shape?.[2]?.value ?? fallback.hidden;
   if (pastKeys.length && (kvHeads === undefined || headDim === undefined)) throw new Error('cannot tell the KV-cache shape from the graph or config');
   if (hidden === undefined) throw new Error('cannot tell the hidden size from the graph or config');
-  const posVi = g.input.find((v) => v.name === 'position_ids');
   return {
     embeds: embedsVi.name,
-    embedsType: embedsVi.elemType === DataType.FLOAT16 ? 'float16' : 'float32',
     hidden,
-    attentionMask: inputNames.includes('attention_mask') ? 'attention_mask' : undefined,
-    positionIds: posVi?.name,
-    positionRank: posVi?.shape?.length === 3 ? 3 : 2,
     past: pastKeys.map((k, i) => ({ key: k, value: pastValues[i] })),
     present: presentKeys.map((k, i) => ({ key: k, value: presentValues[i] })),
     kvHeads: kvHeads ?? 0,

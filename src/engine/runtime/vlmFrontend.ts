@@ -12,6 +12,7 @@ import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, StepResult, argmax } from './decoderRunner';
 import { Family, FamilyError, imagesFirst, ProcessorOutputs, resolveFamily } from './family';
+import type { Frontend } from './frontend';
 import { Feeds, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 
 type Transformers = typeof import('@huggingface/transformers');
@@ -92,7 +93,7 @@ class DecoderSlot {
   async release(): Promise<void> {}
 }
 
-export class VlmFrontend {
+export class VlmFrontend implements Frontend {
   private readonly slot = new DecoderSlot();
 
   private constructor(
@@ -100,6 +101,8 @@ export class VlmFrontend {
     readonly family: Family,
     private readonly t: Transformers,
     private readonly processor: any,
+    /** The processor takes (images, text), as LLaVA's does, rather than (text, images). */
+    private readonly imagesFirst: boolean,
     readonly tokenizer: any,
     private readonly model: any,
     private readonly owned: ort.InferenceSession[],
@@ -125,7 +128,7 @@ export class VlmFrontend {
     }
     if (!processor.tokenizer) throw new FamilyError(`model family "${family.modelType}": ${pkg.root} has no tokenizer files`);
     if (!processor.image_processor) throw new FamilyError(`model family "${family.modelType}": ${pkg.root} has no preprocessor_config.json`);
-    imagesFirst(processor);
+    const order = imagesFirst(processor);
     const owned: ort.InferenceSession[] = [];
     try {
       for (const f of [pkg.embedTokens!, pkg.visionEncoder!]) owned.push(await openSession(f, opts));
@@ -138,7 +141,7 @@ export class VlmFrontend {
       const eos = [gen.eos_token_id ?? cfg.eos_token_id ?? configs.generation_config?.eos_token_id ?? processor.tokenizer.eos_token_id]
         .flat()
         .filter((x: unknown) => typeof x === 'number');
-      return new VlmFrontend(pkg, family, t, processor, processor.tokenizer, model, owned, cfg.image_token_id ?? cfg.image_token_index, eos);
+      return new VlmFrontend(pkg, family, t, processor, order, processor.tokenizer, model, owned, cfg.image_token_id ?? cfg.image_token_index, eos);
     } catch (e) {
       for (const s of owned) await s.release();
       throw e;
@@ -149,14 +152,19 @@ export class VlmFrontend {
     for (const s of this.owned) await s.release();
   }
 
+  private contentListsMemo?: boolean;
+
   /** Whether the chat template reads message content as a list of typed items. */
   private get contentLists(): boolean {
-    try {
-      const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
-      return String(probe).includes('SHORTLVLMPROBE');
-    } catch {
-      return false;
+    if (this.contentListsMemo === undefined) {
+      try {
+        const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
+        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE');
+      } catch {
+        this.contentListsMemo = false;
+      }
     }
+    return this.contentListsMemo;
   }
 
   /**
@@ -195,7 +203,7 @@ export class VlmFrontend {
       } catch (e) {
         throw new Error(`cannot read image ${imagePath}: ${(e as Error).message}`);
       }
-      inputs = imagesFirst(this.processor) ? await this.processor(image, text) : await this.processor(text, image);
+      inputs = this.imagesFirst ? await this.processor(image, text) : await this.processor(text, image);
     } else inputs = this.tokenizer(text);
     const ids = Array.from(inputs.input_ids.data as BigInt64Array, Number);
     const isImage = Uint8Array.from(ids, (id) => (imagePath && id === this.imageTokenId ? 1 : 0));
@@ -239,6 +247,10 @@ export class VlmFrontend {
     return this.routed(runner, fetch, async () => {
       const { step, feeds } = await this.forward(this.firstInputs(enc).modelInputs);
       const e = feeds[runner.spec.embeds];
+      if (e.dims[1] !== enc.seqLen) {
+        // Token-level figures (TIS, kept tokens) index the processor's ids.
+        throw new FamilyError(`model family "${this.family.modelType}": its class gave the decoder ${e.dims[1]} positions for a ${enc.seqLen}-token prompt; families that change the sequence length when merging image features are not supported`);
+      }
       return { ...step, feeds: runner.withoutCache(feeds), embeds: toFloat32(e), hidden: e.dims[e.dims.length - 1] };
     });
   }
