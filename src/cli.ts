@@ -69,7 +69,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       common.json,
       common.quiet,
     ],
-    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, seconds}.',
+    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, warnings?, seconds}; scp is whether a layer was compensated, warnings what the report says went otherwise than asked (also on stderr).',
   },
   bench: {
     name: 'bench',
