@@ -193,8 +193,47 @@ export class VlmFrontend implements Frontend {
     return this.tokenizer.apply_chat_template(this.templateMessages(messages), { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
   }
 
+  /**
+   * The marker the processor looks for in the prompt and expands into the image's tokens:
+   * `<image>` for most families, Gemma 3's begin-of-image token (`boi_token`), which its
+   * processor replaces by the whole image block.
+   */
+  get imageTokenText(): string | undefined {
+    const configured = this.processor?.boi_token ?? this.processor?.config?.image_token ?? this.processor?.image_token;
+    if (typeof configured === 'string' && configured) return configured;
+    return this.imageTokenId !== undefined ? this.tokenText(this.imageTokenId) : undefined;
+  }
+
+  /**
+   * The prompt for a sample with an image. Older LLaVA-style templates render message content
+   * as a plain string (`USER: {{ content }}`) and drop the image entry of a content list; the
+   * image token then goes into the text where the entry was, as LLaVA's own prompts place it.
+   */
+  private renderWithImage(messages: ChatMessage[], addGenerationPrompt: boolean): string {
+    const token = this.imageTokenText;
+    const hasList = messages.some((m) => Array.isArray(m.content));
+    let first: string | undefined;
+    try {
+      first = this.renderPrompt(messages, addGenerationPrompt);
+    } catch (e) {
+      if (!hasList || !token) throw e; // a string-only template may also fail on a list: try the text form
+    }
+    if (first !== undefined && (!token || !hasList || first.includes(token))) return first;
+    const asText = messages.map((m) => ({
+      ...m,
+      content: Array.isArray(m.content) ? m.content.map((c) => (c.type === 'image' ? `${token}\n` : c.text)).join('') : m.content,
+    }));
+    const second = this.renderPrompt(asText, addGenerationPrompt);
+    if (second.includes(token!)) return second;
+    const file = ['chat_template.jinja', 'chat_template.json', 'tokenizer_config.json'].find((f) => this.pkg.files.includes(f)) ?? 'tokenizer_config.json';
+    throw new Error(
+      `the chat template in ${path.join(this.pkg.root, file)} drops the image: its prompt holds no ${token} token, ` +
+        `neither for a content list with an image entry nor for text containing ${token}; the template must render the image`,
+    );
+  }
+
   async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
-    const text = this.renderPrompt(messages, addGenerationPrompt);
+    const text = imagePath ? this.renderWithImage(messages, addGenerationPrompt) : this.renderPrompt(messages, addGenerationPrompt);
     let inputs: ProcessorOutputs;
     if (imagePath) {
       let image;
