@@ -75,6 +75,9 @@ export const FAMILY_HOOKS: Record<string, Partial<FamilyHooks>> = {
   qwen2_vl: { imageGrid: mergedGrid },
   qwen2_5_vl: { imageGrid: mergedGrid },
   qwen3_vl: { imageGrid: mergedGrid },
+  // gemma3 has no `attention` hook on purpose: transformers.js' Gemma3ForConditionalGeneration
+  // passes no token_type_ids to the decoder, so a Gemma 3 package it runs attends causally
+  // (models/tiny-gemma3 matches PyTorch without bidirectional image blocks, not with them).
 };
 
 export function familyHooks(modelType: string): FamilyHooks {

@@ -182,11 +182,13 @@ export class VlmFrontend implements Frontend {
    * LLaVA-JSON turns mark the image with `<image>` in a string. A template that loops over
    * content lists gets an image entry instead (Qwen2-VL, Idefics3, Gemma 3 templates emit
    * their own image markers from it); a string-only template keeps the marker in the text.
+   * Every turn becomes a list there, answers too: SmolVLM's template loops over the content
+   * of assistant turns as well, and a string is not iterable in it.
    */
   templateMessages(messages: ChatMessage[]): ChatMessage[] {
     if (!this.contentLists) return messages;
     return messages.map((m) => {
-      if (typeof m.content !== 'string' || !m.content.includes('<image>')) return m;
+      if (typeof m.content !== 'string') return m;
       const content: Exclude<ChatContent, string> = [];
       m.content.split('<image>').forEach((text, i) => {
         if (i > 0) content.push({ type: 'image' });
@@ -202,9 +204,13 @@ export class VlmFrontend implements Frontend {
     return this.tokenizer.apply_chat_template(this.templateMessages(messages), { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
   }
 
-  /** The string the processor expands into one token per image feature (`<image>`). */
+  /**
+   * The marker the processor looks for in the prompt and expands into the image's tokens:
+   * `<image>` for most families, Gemma 3's begin-of-image token (`boi_token`), which its
+   * processor replaces by the whole image block.
+   */
   get imageTokenText(): string | undefined {
-    const configured = this.processor?.config?.image_token ?? this.processor?.image_token;
+    const configured = this.processor?.boi_token ?? this.processor?.config?.image_token ?? this.processor?.image_token;
     if (typeof configured === 'string' && configured) return configured;
     return this.imageTokenId !== undefined ? this.tokenText(this.imageTokenId) : undefined;
   }
