@@ -9,7 +9,7 @@ import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { generateGreedy } from '../runtime/generate';
 import { RuntimeOptions } from '../runtime/ort';
-import { VlmFrontend } from '../runtime/vlmFrontend';
+import { Frontend, openFrontend } from '../runtime/frontend';
 
 export interface FamilyScore {
   n: number;
@@ -65,7 +65,7 @@ interface Loaded {
   root: string;
   numLayers: number;
   sizeBytes: number;
-  frontend: VlmFrontend;
+  frontend: Frontend;
   decoder: DecoderRunner;
   answers: ModelBench['answers'];
   fam: Record<string, FamilyScore>;
@@ -93,7 +93,7 @@ export async function benchModels(
       const src = OnnxFile.open(pkg.decoder);
       const numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
       src.close();
-      const frontend = await VlmFrontend.open(pkg, opts);
+      const frontend = await openFrontend(pkg, opts);
       const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
       loaded.push({ root: pkg.root, numLayers, sizeBytes, frontend, decoder, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });

@@ -90,7 +90,7 @@ export function inspectModel(input: string): InspectReport {
         kvIndex: l.kvIndex,
         residualIn: l.residualIn,
         residualOut: l.residualOut,
-        attention: l.attention ? (l.attention.kind === 'probs' ? `softmax ${l.attention.probs}` : `${l.attention.node?.opType} (q/k captured)`) : 'not found',
+        attention: l.attention ? (l.attention.kind === 'probs' ? `softmax ${l.attention.probs}` : `${l.attention.node?.opType} (q/k captured; rotary ${l.attention.rotary === 'nodes' ? 'by RotaryEmbedding nodes' : l.attention.rotary === 'in-attention' ? 'inside the op' : 'none'})`) : 'not found',
         oProj: w(l.oProj),
         downProj: w(l.downProj),
         inputWeights: [...l.attnInputWeights, ...l.mlpInputWeights].map((x) => w(x)!),

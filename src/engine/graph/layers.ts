@@ -33,6 +33,12 @@ export interface AttentionTap {
   cosCache?: string;
   sinCache?: string;
   rotaryInterleaved?: boolean;
+  /**
+   * Where q and k are rotated: inside the op (do_rotary=1, from its cos/sin caches), by
+   * com.microsoft RotaryEmbedding nodes before it (the op's q and k inputs are rotated), or
+   * nowhere. Either way the op's present key is the rotated key.
+   */
+  rotary?: 'in-attention' | 'nodes' | 'none';
 }
 
 export interface LayerInfo {
@@ -341,6 +347,8 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
   const fused = attnNodes.find((n) => FUSED_ATTENTION.has(n.opType));
   if (fused) {
     const a = (name: string) => fused.attribute.find((x) => x.name === name);
+    const doRotary = a('do_rotary')?.i === 1n;
+    const rotatedBefore = idx.producer.get(fused.input[0])?.opType === 'RotaryEmbedding';
     return {
       kind: 'qk',
       node: fused,
@@ -349,7 +357,8 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
       presentKey: fused.output[1] || undefined,
       numHeads: a('num_heads')?.i !== undefined ? Number(a('num_heads')!.i) : undefined,
       kvNumHeads: a('kv_num_heads')?.i !== undefined ? Number(a('kv_num_heads')!.i) : undefined,
-      doRotary: a('do_rotary')?.i === 1n,
+      doRotary,
+      rotary: doRotary ? 'in-attention' : rotatedBefore ? 'nodes' : 'none',
       rotaryInterleaved: a('rotary_interleaved')?.i === 1n,
       cosCache: fused.input[7] || undefined,
       sinCache: fused.input[8] || undefined,

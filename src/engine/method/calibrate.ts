@@ -5,11 +5,13 @@
 
 import { CalibSample } from '../data/datasets';
 import { instrumentDecoder, Instrumented } from '../graph/instrument';
+import { AttentionTap } from '../graph/layers';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from '../runtime/decoderRunner';
 import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
-import { Encoded, VlmFrontend } from '../runtime/vlmFrontend';
+import { Frontend, openFrontend } from '../runtime/frontend';
+import { Encoded } from '../runtime/vlmFrontend';
 import { Histogram, TokenSample } from '../../protocol/report';
 import { meanOver, tokenCosines } from './cosine';
 import { attentionFromQK } from './fusedAttention';
@@ -67,7 +69,7 @@ function histogramAdd(h: Histogram, v: number): void {
 /** Opens what a calibration pass needs: frontend, instrumented decoder and rotary caches. */
 export class CalibrationSession {
   private constructor(
-    readonly frontend: VlmFrontend,
+    readonly frontend: Frontend,
     readonly source: OnnxFile,
     readonly inst: Instrumented,
     readonly runner: DecoderRunner,
@@ -75,14 +77,16 @@ export class CalibrationSession {
   ) {}
 
   static async open(pkg: ModelPackage, opts: RuntimeOptions = {}, layers?: number[]): Promise<CalibrationSession> {
-    const frontend = await VlmFrontend.open(pkg, opts);
+    const frontend = await openFrontend(pkg, opts);
     const source = OnnxFile.open(pkg.decoder);
     try {
       const inst = instrumentDecoder(source.model, { layers });
       const runner = await DecoderRunner.fromModel(inst.model, source, { ...opts, optimization: 'basic' }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       let rope;
       const tap = inst.structure.layers[0]?.attention;
-      if (tap?.kind === 'qk') {
+      // Rotary inside the attention op needs its caches; with separate RotaryEmbedding nodes
+      // (or no rotary) the op's query and key inputs are already what it attends with.
+      if (tap?.kind === 'qk' && tap.doRotary) {
         const inits = source.initializerMap();
         const cos = tap.cosCache ? inits.get(tap.cosCache) : undefined;
         const sin = tap.sinCache ? inits.get(tap.sinCache) : undefined;
@@ -130,18 +134,30 @@ export class CalibrationSession {
       const [, heads, , T] = p.dims;
       return headMean(toFloat32(p), heads, S, T);
     }
-    if (t.query && t.presentKey && this.rope) {
-      const q = toFloat32(outputs[t.query]);
+    if (t.query && t.presentKey && (this.rope || !a.doRotary)) {
+      const q = queryPart(toFloat32(outputs[t.query]), S, a);
       const k = toFloat32(outputs[t.presentKey]);
       const kvHeads = outputs[t.presentKey].dims[1];
       const headDim = outputs[t.presentKey].dims[3];
       const heads = a.numHeads ?? q.length / S / headDim;
       const scale = a.node?.attribute.find((x) => x.name === 'scale')?.f;
-      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, this.rope.cos, this.rope.sin, this.rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true);
+      const rope = this.rope ?? { cos: new Float32Array(0), sin: new Float32Array(0), rotaryDim: headDim };
+      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, rope.cos, rope.sin, rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true);
       return headMean(probs, heads, S, probs.length / (heads * S));
     }
     throw new Error(`layer ${l}: no attention tap to compute token importance from`);
   }
+}
+
+/** The query part of a fused op's first input: packed [S, (heads + 2 kv) * hd] when its key input is empty. */
+function queryPart(q: Float32Array, S: number, a: AttentionTap): Float32Array {
+  if (a.key || !a.numHeads || !a.kvNumHeads) return q;
+  const row = q.length / S;
+  const hd = row / (a.numHeads + 2 * a.kvNumHeads);
+  const width = a.numHeads * hd;
+  const out = new Float32Array(S * width);
+  for (let s = 0; s < S; s++) out.set(q.subarray(s * row, s * row + width), s * width);
+  return out;
 }
 
 export class SampleTaps {
@@ -229,7 +245,7 @@ export async function calibrate(cs: CalibrationSession, samples: CalibSample[], 
   return { numLayers: L, hidden, samples: samples.length, tokens, visualTokens, layers: sums, histVisual, histText, tokenSamples, style: cs.inst.structure.style };
 }
 
-function tokenTexts(frontend: VlmFrontend, enc: Encoded): string[] {
+function tokenTexts(frontend: Frontend, enc: Encoded): string[] {
   return enc.ids.map((id, i) => (enc.isImage[i] ? '<image>' : frontend.tokenText(id) || String(id)));
 }
 

@@ -2,7 +2,8 @@
 // the KV cache until end-of-sequence, a newline, or the token budget.
 
 import { DecoderRunner, argmax } from './decoderRunner';
-import { Encoded, VlmFrontend } from './vlmFrontend';
+import type { Frontend } from './frontend';
+import { Encoded } from './vlmFrontend';
 
 export interface Generation {
   tokens: number[];
@@ -13,7 +14,7 @@ export interface Generation {
   decodeMs: number;
 }
 
-export async function generateGreedy(frontend: VlmFrontend, decoder: DecoderRunner, enc: Encoded, maxNewTokens = 4): Promise<Generation> {
+export async function generateGreedy(frontend: Frontend, decoder: DecoderRunner, enc: Encoded, maxNewTokens = 4): Promise<Generation> {
   const t0 = performance.now();
   let step = await decoder.step(enc.embeds, enc.seqLen);
   const t1 = performance.now();

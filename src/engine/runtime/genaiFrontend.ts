@@ -1,0 +1,239 @@
+// The front of an onnxruntime-genai package, run the way genai's multimodal pipeline runs it:
+// genai_config.json names the vision, embedding and decoder models and their input/output
+// names. For a prompt with images (model type phi3v): the prompt is split at its
+// `<|image_N|>` tags, each text chunk is tokenized on its own, and every tag becomes
+// num_img_tokens copies of -N; the vision model turns the processor's pixel_values and
+// image_sizes into image_features [tokens, hidden]; the embedding model takes input_ids and
+// image_features and writes the features at the negative ids itself (the merge is part of the
+// package's embedding graph, not of the runtime). Generated tokens go through the embedding
+// model with an empty image_features. The decoder then sees inputs_embeds, attention_mask and
+// (when the graph has it) 1-D position_ids, which DecoderRunner feeds as genai does.
+//
+// The image processor is transformers.js' Phi3VImageProcessor (the HD transform of
+// Phi-3-vision) configured from the package's ort-extensions processor_config.json.
+// Model types whose pipeline differs (3-D M-RoPE positions, bidirectional image attention,
+// per-image vision loops, audio) are refused with a one-line reason.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { ModelPackage } from '../package/modelPackage';
+import type { Frontend } from './frontend';
+import { floatTensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
+import { ChatContent, ChatMessage, Encoded, transformers } from './vlmFrontend';
+
+/** genai_config.json model types and why the engine cannot run their front (null: it can). */
+const UNSUPPORTED_TYPES: Record<string, string> = {
+  qwen2_5_vl: '3-D M-RoPE position_ids computed from image_grid_thw',
+  qwen3_vl: '3-D M-RoPE position_ids computed from image_grid_thw',
+  qwen3_5: '3-D M-RoPE position_ids computed from image_grid_thw',
+  qwen3_5_moe: '3-D M-RoPE position_ids computed from image_grid_thw',
+  fara: '3-D M-RoPE position_ids computed from image_grid_thw',
+  videochat_flash_qwen: 'video features and 3-D M-RoPE position_ids',
+  gemma3: 'bidirectional attention among image tokens and its own image processor',
+  mistral3: "Pixtral's per-image vision loop",
+  phi4mm: 'the speech and vision adapters of a multi-modal model',
+  gemma4: 'per-layer inputs from the embedding model',
+  whisper: 'an encoder-decoder speech model',
+};
+
+/** CLIP's normalisation, which Phi-3-vision's image transform uses. */
+const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
+const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+const IMAGE_TAG = /<\|image_(\d+)\|>/g;
+
+type Section = { filename?: string; config_filename?: string; inputs?: Record<string, string>; outputs?: Record<string, string> };
+
+export interface GenaiModel {
+  type: string;
+  decoder: Section;
+  embedding?: Section;
+  vision?: Section;
+  eosIds: number[];
+}
+
+export function genaiModel(pkg: ModelPackage): GenaiModel {
+  const m = ((pkg.config ?? {}).model ?? {}) as Record<string, unknown>;
+  const eos = [m.eos_token_id].flat().filter((x): x is number => typeof x === 'number');
+  return {
+    type: typeof m.type === 'string' ? m.type : '',
+    decoder: (m.decoder ?? {}) as Section,
+    embedding: m.embedding as Section | undefined,
+    vision: m.vision as Section | undefined,
+    eosIds: eos,
+  };
+}
+
+/** Why the engine cannot run this genai package's front end, or undefined when it can. */
+export function genaiUnsupported(pkg: ModelPackage): string | undefined {
+  const g = genaiModel(pkg);
+  const what = `onnxruntime-genai package of type "${g.type || '?'}"`;
+  const reason = UNSUPPORTED_TYPES[g.type];
+  if (reason) return `${what}: the engine does not run its front end (${reason}); layers can still be removed with --layers ... --no-scp`;
+  if (!g.embedding?.filename) {
+    return `${what}: the decoder takes input_ids and there is no embedding model; the engine calibrates decoders that take inputs_embeds (layers can still be removed with --layers ... --no-scp)`;
+  }
+  if (g.vision?.filename && g.type !== 'phi3v') return `${what}: its vision pipeline is not known to the engine (supported: phi3v)`;
+  return undefined;
+}
+
+function sectionName(s: Section | undefined, kind: 'inputs' | 'outputs', key: string): string {
+  return s?.[kind]?.[key] ?? key;
+}
+
+export class GenaiFrontend implements Frontend {
+  private constructor(
+    readonly pkg: ModelPackage,
+    private readonly tokenizer: any,
+    private readonly imageProcessor: any,
+    private readonly embedding: ort.InferenceSession,
+    private readonly vision: ort.InferenceSession | undefined,
+    private readonly model: GenaiModel,
+    readonly eosIds: number[],
+  ) {}
+
+  static async open(pkg: ModelPackage, opts?: RuntimeOptions): Promise<GenaiFrontend> {
+    const problem = genaiUnsupported(pkg);
+    if (problem) throw new Error(problem);
+    const model = genaiModel(pkg);
+    const t = await transformers();
+    t.env.localModelPath = path.dirname(pkg.root) + path.sep;
+    let tokenizer: any;
+    try {
+      tokenizer = await t.AutoTokenizer.from_pretrained(path.basename(pkg.root), { local_files_only: true });
+    } catch (e) {
+      throw new Error(`cannot load the tokenizer of ${pkg.root} (tokenizer.json, tokenizer_config.json): ${(e as Error).message}`);
+    }
+    const imageProcessor = model.vision?.filename ? phi3ImageProcessor(t, pkg.root, model.vision) : undefined;
+    const embedding = await openSession(path.join(pkg.root, model.embedding!.filename!), opts);
+    let vision: ort.InferenceSession | undefined;
+    try {
+      vision = model.vision?.filename ? await openSession(path.join(pkg.root, model.vision.filename), opts) : undefined;
+    } catch (e) {
+      await embedding.release();
+      throw e;
+    }
+    const eos = model.eosIds.length ? model.eosIds : [tokenizer.eos_token_id].filter((x: unknown) => typeof x === 'number');
+    return new GenaiFrontend(pkg, tokenizer, imageProcessor, embedding, vision, model, eos);
+  }
+
+  async dispose(): Promise<void> {
+    await this.embedding.release();
+    await this.vision?.release();
+  }
+
+  async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
+    // LLaVA-style data marks the image with `<image>`; genai prompts mark it `<|image_1|>`.
+    const tagged = messages.map((m) => ({ ...m, content: retag(m.content) }));
+    const prompt = this.tokenizer.apply_chat_template(tagged, { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
+    const tags = [...prompt.matchAll(IMAGE_TAG)].map((m) => Number(m[1]));
+    let features: ort.Tensor | undefined;
+    let perImage: number[] = [];
+    if (imagePath) {
+      if (!this.vision || !this.imageProcessor) throw new Error(`${this.pkg.root} has no vision model, but the sample has an image`);
+      const t = await transformers();
+      let image;
+      try {
+        image = await t.RawImage.read(imagePath);
+      } catch (e) {
+        throw new Error(`cannot read image ${imagePath}: ${(e as Error).message}`);
+      }
+      const inputs = await this.imageProcessor(image);
+      perImage = inputs.num_img_tokens as number[];
+      features = await this.runVision(inputs.pixel_values, inputs.image_sizes);
+    }
+    if (new Set(tags).size !== perImage.length) {
+      throw new Error(`the prompt has ${new Set(tags).size} image tag(s) <|image_N|> but ${perImage.length} image(s) were given: check the chat template`);
+    }
+    const chunks = prompt.split(IMAGE_TAG).filter((_, i) => i % 2 === 0); // split() keeps the captured numbers at odd indices
+    const ids: number[] = [];
+    chunks.forEach((chunk, i) => {
+      if (chunk) ids.push(...(this.tokenizer.encode(chunk, { add_special_tokens: false }) as number[]));
+      if (i < tags.length) {
+        const n = tags[i];
+        if (n < 1 || n > perImage.length) throw new Error(`image tag <|image_${n}|> has no image (${perImage.length} given)`);
+        for (let k = 0; k < perImage[n - 1]; k++) ids.push(-n);
+      }
+    });
+    const nImage = ids.filter((id) => id < 0).length;
+    const featRows = features ? features.dims[0] : 0;
+    if (featRows !== nImage) {
+      throw new Error(`the processor asks for ${nImage} image tokens but the vision model produced ${featRows} features: processor_config.json and vision model disagree`);
+    }
+    const out = await this.runEmbedding(ids, features);
+    const hidden = out.dims[out.dims.length - 1];
+    const isImage = Uint8Array.from(ids, (id) => (id < 0 ? 1 : 0));
+    return { ids, embeds: Float32Array.from(toFloat32(out)), seqLen: ids.length, hidden, isImage };
+  }
+
+  /** Runs the vision model on processor outputs; image_features [tokens, hidden]. */
+  async runVision(pixelValues: { data: Float32Array; dims: number[] }, imageSizes: { data: BigInt64Array; dims: number[] }): Promise<ort.Tensor> {
+    const v = this.model.vision!;
+    const pvName = sectionName(v, 'inputs', 'pixel_values');
+    const feeds: Record<string, ort.Tensor> = { [pvName]: floatInput(this.vision!, pvName, pixelValues.data, pixelValues.dims) };
+    const sizesName = sectionName(v, 'inputs', 'image_sizes');
+    if (this.vision!.inputNames.includes(sizesName)) feeds[sizesName] = new ort.Tensor('int64', imageSizes.data, imageSizes.dims);
+    const outName = sectionName(v, 'outputs', 'image_features');
+    const out = (await this.vision!.run(feeds, [outName]))[outName];
+    // Some exports keep a batch axis; the embedding model takes [tokens, hidden].
+    return out.dims.length === 3 ? new ort.Tensor(out.type as 'float32', out.data as Float32Array, [out.dims[0] * out.dims[1], out.dims[2]]) : out;
+  }
+
+  /** Runs the embedding model: input_ids (negative at image positions) + image_features -> inputs_embeds [1, S, hidden]. */
+  async runEmbedding(ids: number[], features?: ort.Tensor): Promise<ort.Tensor> {
+    const e = this.model.embedding!;
+    const idsName = sectionName(e, 'inputs', 'input_ids');
+    const featName = sectionName(e, 'inputs', 'image_features');
+    const idsType = this.embedding.inputMetadata.find((m) => m.name === idsName);
+    const feeds: Record<string, ort.Tensor> = {
+      [idsName]: idsType?.isTensor && idsType.type === 'int32' ? new ort.Tensor('int32', Int32Array.from(ids), [1, ids.length]) : new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, ids.length]),
+    };
+    const featMeta = this.embedding.inputMetadata.find((m) => m.name === featName);
+    if (featMeta) {
+      const hidden = featMeta.isTensor ? Number(featMeta.shape[featMeta.shape.length - 1]) : NaN;
+      if (features) feeds[featName] = features;
+      else if (Number.isInteger(hidden) && hidden > 0) feeds[featName] = floatInput(this.embedding, featName, new Float32Array(0), [0, hidden]);
+      else throw new Error(`${e.filename}: cannot tell the width of ${featName} to feed no image features`);
+    }
+    const outName = sectionName(e, 'outputs', 'inputs_embeds');
+    return (await this.embedding.run(feeds, [outName]))[outName];
+  }
+
+  async embedTokens(ids: number[]): Promise<Float32Array> {
+    return Float32Array.from(toFloat32(await this.runEmbedding(ids)));
+  }
+
+  decode(tokens: number[]): string {
+    if (tokens.length === 0) return '';
+    return this.tokenizer.decode(tokens, { skip_special_tokens: true }) as string;
+  }
+
+  tokenText(id: number): string {
+    return id < 0 ? `<|image_${-id}|>` : (this.tokenizer.decode([id], { skip_special_tokens: false }) as string);
+  }
+}
+
+function retag(content: ChatContent): ChatContent {
+  return typeof content === 'string' ? content.replace(/<image>/g, '<|image_1|>') : content;
+}
+
+function floatInput(session: ort.InferenceSession, name: string, data: Float32Array, dims: readonly number[]): ort.Tensor {
+  const meta = session.inputMetadata.find((m) => m.name === name);
+  return floatTensor(meta?.isTensor && meta.type === 'float16' ? 'float16' : 'float32', data, [...dims]);
+}
+
+/** transformers.js' Phi-3-vision HD image processor, set up from the package's ort-extensions processor_config.json. */
+function phi3ImageProcessor(t: Awaited<ReturnType<typeof transformers>>, root: string, vision: Section): any {
+  const file = path.join(root, vision.config_filename ?? 'processor_config.json');
+  let cfg: any;
+  try {
+    cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read the image processor config ${file}: ${(e as Error).message}`);
+  }
+  const ops = (cfg?.processor?.transforms ?? []) as { operation?: { type?: string; attrs?: Record<string, number> } }[];
+  const op = ops.map((x) => x.operation).find((o) => o?.type === 'Phi3ImageTransform');
+  if (!op) throw new Error(`${file}: no Phi3ImageTransform step; only Phi-3-vision's image transform is supported for genai packages`);
+  const numCrops = op.attrs?.num_crops ?? 4;
+  const numImgTokens = op.attrs?.num_img_tokens ?? 144;
+  return new (t as any).Phi3VImageProcessor({ num_crops: numCrops, num_img_tokens: numImgTokens, image_mean: CLIP_MEAN, image_std: CLIP_STD });
+}
