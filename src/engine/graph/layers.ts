@@ -348,7 +348,7 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
   if (fused) {
     const a = (name: string) => fused.attribute.find((x) => x.name === name);
     const doRotary = a('do_rotary')?.i === 1n;
-    const rotatedBefore = idx.producer.get(fused.input[0])?.opType === 'RotaryEmbedding';
+    const rotatedBefore = producedThrough(idx, fused.input[0], 'RotaryEmbedding');
     return {
       kind: 'qk',
       node: fused,
@@ -367,4 +367,17 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
   const softmax = attnNodes.filter((n) => n.opType === 'Softmax');
   if (softmax.length === 1) return { kind: 'probs', probs: softmax[0].output[0] };
   return undefined;
+}
+
+/** True when `tensor` comes from an `opType` node, possibly through reshapes (M-RoPE graphs reshape around it). */
+function producedThrough(idx: GraphIndex, tensor: string, opType: string): boolean {
+  let t = tensor;
+  for (let hops = 0; hops < 4; hops++) {
+    const p = idx.producer.get(t);
+    if (!p) return false;
+    if (p.opType === opType) return true;
+    if (p.opType !== 'Reshape' && p.opType !== 'Transpose' && p.opType !== 'Identity' && p.opType !== 'Cast') return false;
+    t = p.input[0];
+  }
+  return false;
 }
