@@ -147,7 +147,8 @@ export class GenaiFrontend implements Frontend {
     const chunks = prompt.split(IMAGE_TAG).filter((_, i) => i % 2 === 0); // split() keeps the captured numbers at odd indices
     const ids: number[] = [];
     chunks.forEach((chunk, i) => {
-      if (chunk) ids.push(...(this.tokenizer.encode(chunk, { add_special_tokens: false }) as number[]));
+      // Each chunk is encoded on its own with the tokenizer's own special tokens, as genai does.
+      if (chunk) ids.push(...(this.tokenizer.encode(chunk) as number[]));
       if (i < tags.length) {
         const n = tags[i];
         if (n < 1 || n > perImage.length) throw new Error(`image tag <|image_${n}|> has no image (${perImage.length} given)`);
@@ -212,8 +213,15 @@ export class GenaiFrontend implements Frontend {
   }
 }
 
-function retag(content: ChatContent): ChatContent {
-  return typeof content === 'string' ? content.replace(/<image>/g, '<|image_1|>') : content;
+/**
+ * Message content as the string a genai prompt is: genai callers write the image tag into the
+ * text themselves, and the builder's chat templates (Phi-3-vision's) render string content
+ * only. LLaVA-style `<image>` and content-list image entries become `<|image_1|>`.
+ */
+function retag(content: ChatContent): string {
+  if (typeof content === 'string') return content.replace(/<image>/g, '<|image_1|>');
+  let n = 0;
+  return content.map((c) => (c.type === 'image' ? `<|image_${++n}|>\n` : c.text)).join('');
 }
 
 function floatInput(session: ort.InferenceSession, name: string, data: Float32Array, dims: readonly number[]): ort.Tensor {
