@@ -61,36 +61,39 @@ function pixels(crops: number): Float32Array {
 }
 
 /** inputs_embeds of the reference prompt from the package's own vision and embedding models. */
-async function referenceEmbeds(dir: string, ref: Reference): Promise<Float32Array> {
-  const fe = await GenaiFrontend.open(openPackage(dir));
-  try {
-    const feats = await fe.runVision(
-      { data: pixels(ref.crops), dims: [1, ref.crops, 3, 336, 336] },
-      { data: BigInt64Array.from(ref.image_sizes.flat(), BigInt), dims: [1, 2] },
-    );
-    assert.deepEqual(feats.dims, [ref.image_tokens, ref.hidden]);
-    return Float32Array.from(toFloat32(await fe.runEmbedding(ref.input_ids, feats)));
-  } finally {
-    await fe.dispose();
-  }
+async function referenceEmbeds(fe: GenaiFrontend, ref: Reference): Promise<Float32Array> {
+  const feats = await fe.runVision(
+    { data: pixels(ref.crops), dims: [1, ref.crops, 3, 336, 336] },
+    { data: BigInt64Array.from(ref.image_sizes.flat(), BigInt), dims: [1, 2] },
+  );
+  assert.deepEqual(feats.dims, [ref.image_tokens, ref.hidden]);
+  return Float32Array.from(toFloat32(await fe.runEmbedding(ref.input_ids, feats)));
 }
 
-/** Prompt minus its last token, then the last token with the KV cache, as genai feeds the decoder. */
+/** Prompt minus its last token, then the last token with the KV cache, fed as genai feeds the decoder. */
 async function checkAgainstTorch(dir: string, ref: Reference, skip: number[], what: string): Promise<void> {
   const c = ref.cases.find((x) => x.skip.join() === skip.join())!;
-  const x = await referenceEmbeds(dir, ref);
   const pkg = openPackage(dir);
+  const fe = await GenaiFrontend.open(pkg);
   const dec = await DecoderRunner.fromFile(pkg.decoder, {}, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
   try {
+    const x = await referenceEmbeds(fe, ref);
     assert.equal(dec.numLayers, ref.layers - skip.length, `${what}: KV pairs`);
     const S = ref.input_ids.length - 1;
     const H = ref.hidden;
-    const s1 = await dec.step(x.slice(0, S * H), S);
+    const s1 = await fe.decoderStep(dec, x.slice(0, S * H), S);
     assertClose(s1.lastLogits, c.last_prompt_logits, `${what}: prompt logits`);
-    const s2 = await dec.step(x.slice(S * H), 1, s1.present);
+    const s2 = await fe.decoderStep(dec, x.slice(S * H), 1, s1.cache);
     assertClose(s2.lastLogits, c.next_logits, `${what}: next-token logits`);
+    // The answer loop starts from the same prompt pass.
+    const ids = ref.input_ids;
+    const enc = { ids, embeds: x, seqLen: ids.length, hidden: H, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)) };
+    const g = await fe.generate(enc, dec, 3);
+    assertClose(g.firstLogits, c.next_logits, `${what}: generation's first logits`);
+    if (g.tokens.length) assert.equal(g.tokens[0], c.next_logits.indexOf(Math.max(...c.next_logits)));
   } finally {
     await dec.dispose();
+    await fe.dispose();
   }
 }
 
@@ -148,9 +151,9 @@ for (const style of STYLES) {
     assert.equal(rep.numLayers, ref.layers);
     assert.ok(rep.layers.every((l: { attention: string }) => l.attention.includes(`rotary ${style.rotary}`)), rep.layers[0].attention);
 
-    const x = await referenceEmbeds(dir, ref);
     const cs = await CalibrationSession.open(openPackage(dir), {}, [ref.attention.layer]);
     try {
+      const x = await referenceEmbeds(cs.frontend as GenaiFrontend, ref);
       const ids = ref.input_ids;
       const enc = { ids, embeds: x, seqLen: ids.length, hidden: ref.hidden, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)) };
       const taps = await cs.run(enc, [ref.attention.layer]);

@@ -103,8 +103,11 @@ test('an answer that ends at once (end-of-sequence first) is the empty string, n
     const eosFirst = new Float32Array(fe.eosIds[0] + 8);
     eosFirst[fe.eosIds[0]] = 1;
     let calls = 0;
-    const decoder = { step: async () => { calls++; return { lastLogits: eosFirst, present: [] }; } } as unknown as DecoderRunner;
-    const gen = await generateGreedy(fe, decoder, enc);
+    const step = async () => {
+      calls++;
+      return { lastLogits: eosFirst, cache: undefined };
+    };
+    const gen = await generateGreedy(fe, step, enc);
     assert.deepEqual(gen.tokens, []);
     assert.equal(gen.text, '');
     assert.equal(calls, 1, 'no decoding step after end-of-sequence');

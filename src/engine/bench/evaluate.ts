@@ -7,7 +7,6 @@ import { EvalItem, evalMessages, normalizeAnswer } from '../data/datasets';
 import { OnnxFile } from '../onnx/onnxFile';
 import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
-import { generateGreedy } from '../runtime/generate';
 import { RuntimeOptions } from '../runtime/ort';
 import { Frontend, openFrontend } from '../runtime/frontend';
 
@@ -105,7 +104,7 @@ export async function benchModels(
         opts.checkCancelled?.();
         const t0 = performance.now();
         const enc = await l.frontend.encode(evalMessages(item), item.image, true);
-        const g = await generateGreedy(l.frontend, l.decoder, enc, opts.maxNewTokens ?? 4);
+        const g = await l.frontend.generate(enc, l.decoder, opts.maxNewTokens ?? 4);
         l.ms += performance.now() - t0;
         l.prefill += g.prefillMs;
         l.decode += g.decodeMs;

@@ -104,7 +104,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
         let kl = 0;
         for (let i = 0; i < items.length; i++) {
           hooks.checkCancelled?.();
-          const step = await runner.step(encoded[i].embeds, encoded[i].seqLen);
+          const step = await cs.frontend.prefill(encoded[i], runner);
           const tok = argmax(step.lastLogits);
           const ok = normalizeAnswer(cs.frontend.decode([tok])) === normalizeAnswer(items[i].answer);
           const f = (fam[items[i].family] ??= { n: 0, c: 0 });

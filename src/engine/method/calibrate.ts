@@ -122,7 +122,7 @@ export class CalibrationSession {
       const t = this.inst.taps[l];
       for (const n of [t.residualIn, t.residualMid, t.residualOut, t.probs, t.query, t.presentKey]) if (n) fetch.add(n);
     }
-    const out = await this.runner.step(enc.embeds, enc.seqLen, undefined, [...fetch]);
+    const out = await this.frontend.prefill(enc, this.runner, [...fetch]);
     return new SampleTaps(this, enc, out.outputs);
   }
 

@@ -17,8 +17,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
-import type { Frontend } from './frontend';
-import { floatTensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
+import type { Frontend, Prefill } from './frontend';
+import { DecoderRunner } from './decoderRunner';
+import { Generation, generateGreedy } from './generate';
+import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 import { ChatContent, ChatMessage, Encoded, transformers } from './vlmFrontend';
 
 /** genai_config.json model types and why the engine cannot run their front (null: it can). */
@@ -80,7 +82,31 @@ function sectionName(s: Section | undefined, kind: 'inputs' | 'outputs', key: st
   return s?.[kind]?.[key] ?? key;
 }
 
+/** Present key/value tensors of every layer, in the config's past-name order (key0, value0, ...). */
+export interface GenaiCache {
+  length: number;
+  tensors: ort.Tensor[];
+}
+
+export interface GenaiStep {
+  lastLogits: Float32Array;
+  vocab: number;
+  outputs: Record<string, ort.Tensor>;
+  cache: GenaiCache;
+}
+
+interface GenaiDecoderIo {
+  embeds: string;
+  attentionMask?: string;
+  positionIds?: string;
+  past: string[];
+  present: string[];
+  logits: string;
+}
+
 export class GenaiFrontend implements Frontend {
+  private readonly ioByRunner = new WeakMap<DecoderRunner, GenaiDecoderIo>();
+
   private constructor(
     readonly pkg: ModelPackage,
     private readonly tokenizer: any,
@@ -197,6 +223,65 @@ export class GenaiFrontend implements Frontend {
     }
     const outName = sectionName(e, 'outputs', 'inputs_embeds');
     return (await this.embedding.run(feeds, [outName]))[outName];
+  }
+
+  /**
+   * One decoder pass over `seqLen` new positions (batch 1) with genai's inputs: inputs_embeds,
+   * attention_mask of ones over past + new, position_ids past..past+seqLen-1 when the graph
+   * takes them, and the KV cache under the config's past/present names (empty at first).
+   */
+  async decoderStep(runner: DecoderRunner, embeds: Float32Array, seqLen: number, cache?: GenaiCache, fetch: string[] = []): Promise<GenaiStep> {
+    const io = this.decoderIo(runner);
+    const past = cache?.length ?? 0;
+    const total = past + seqLen;
+    const s = runner.spec;
+    const feeds: Feeds = { [io.embeds]: floatTensor(s.embedsType, embeds, [1, seqLen, s.hidden]) };
+    if (io.attentionMask) feeds[io.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
+    if (io.positionIds) feeds[io.positionIds] = int64Tensor(Array.from({ length: seqLen }, (_, i) => past + i), [1, seqLen]);
+    const empty = s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]);
+    io.past.forEach((name, i) => (feeds[name] = cache?.tensors[i] ?? empty));
+    const out = await runner.session.run(feeds, [...new Set([io.logits, ...io.present, ...fetch])]);
+    const logits = out[io.logits];
+    const vocab = logits.dims[logits.dims.length - 1];
+    const all = toFloat32(logits);
+    return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out, cache: { length: total, tensors: io.present.map((n) => out[n]) } };
+  }
+
+  async prefill(enc: Encoded, runner: DecoderRunner, fetch: string[] = []): Promise<Prefill> {
+    const r = await this.decoderStep(runner, enc.embeds, enc.seqLen, undefined, fetch);
+    return { lastLogits: r.lastLogits, vocab: r.vocab, outputs: r.outputs, embeds: enc.embeds, hidden: enc.hidden };
+  }
+
+  /** Greedy short answer as genai's generator runs it: prompt pass, then one token at a time through the embedding model. */
+  generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
+    return generateGreedy(this, (embeds, seqLen, cache?: GenaiCache) => this.decoderStep(runner, embeds, seqLen, cache), enc, maxNewTokens);
+  }
+
+  /** The decoder's input/output names from genai_config.json, checked against the graph. */
+  private decoderIo(runner: DecoderRunner): GenaiDecoderIo {
+    const cached = this.ioByRunner.get(runner);
+    if (cached) return cached;
+    const d = this.model.decoder;
+    const inputs = new Set(runner.session.inputNames);
+    const outputs = new Set(runner.session.outputNames);
+    const L = runner.spec.past.length;
+    const pattern = (key: string, fallback: string) => (i: number) => (d[key.startsWith('present') ? 'outputs' : 'inputs']?.[key] ?? fallback).replace('%d', String(i));
+    const pastKey = pattern('past_key_names', 'past_key_values.%d.key');
+    const pastValue = pattern('past_value_names', 'past_key_values.%d.value');
+    const presentKey = pattern('present_key_names', 'present.%d.key');
+    const presentValue = pattern('present_value_names', 'present.%d.value');
+    const io: GenaiDecoderIo = {
+      embeds: sectionName(d, 'inputs', 'inputs_embeds'),
+      attentionMask: inputs.has(sectionName(d, 'inputs', 'attention_mask')) ? sectionName(d, 'inputs', 'attention_mask') : undefined,
+      positionIds: inputs.has(sectionName(d, 'inputs', 'position_ids')) ? sectionName(d, 'inputs', 'position_ids') : undefined,
+      past: Array.from({ length: L }, (_, i) => [pastKey(i), pastValue(i)]).flat(),
+      present: Array.from({ length: L }, (_, i) => [presentKey(i), presentValue(i)]).flat(),
+      logits: sectionName(d, 'outputs', 'logits'),
+    };
+    const missing = [io.embeds, ...io.past].filter((n) => !inputs.has(n)).concat([io.logits, ...io.present].filter((n) => !outputs.has(n)));
+    if (missing.length) throw new Error(`genai_config.json and ${d.filename} disagree: the graph has no ${missing.slice(0, 3).join(', ')}`);
+    this.ioByRunner.set(runner, io);
+    return io;
   }
 
   async embedTokens(ids: number[]): Promise<Float32Array> {

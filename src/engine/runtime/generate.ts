@@ -1,9 +1,19 @@
 // Greedy short-answer generation: prefill the prompt, then decode one token at a time with
-// the KV cache until end-of-sequence, a newline, or the token budget.
+// the KV cache until end-of-sequence, a newline, or the token budget. The decoder pass is
+// the caller's (each runtime feeds its decoder in its own way).
 
-import { DecoderRunner, argmax } from './decoderRunner';
-import type { Frontend } from './frontend';
+import { argmax } from './decoderRunner';
 import { Encoded } from './vlmFrontend';
+
+/** What the loop needs of a frontend. */
+export interface TokenIo {
+  readonly eosIds: number[];
+  decode(tokens: number[]): string;
+  embedTokens(ids: number[]): Promise<Float32Array>;
+}
+
+/** One decoder pass over new positions given the cache of the previous one (none at first). */
+export type DecoderStep<C> = (embeds: Float32Array, seqLen: number, cache?: C) => Promise<{ lastLogits: Float32Array; cache: C }>;
 
 export interface Generation {
   tokens: number[];
@@ -14,19 +24,19 @@ export interface Generation {
   decodeMs: number;
 }
 
-export async function generateGreedy(frontend: Frontend, decoder: DecoderRunner, enc: Encoded, maxNewTokens = 4): Promise<Generation> {
+export async function generateGreedy<C>(io: TokenIo, step: DecoderStep<C>, enc: Encoded, maxNewTokens = 4): Promise<Generation> {
   const t0 = performance.now();
-  let step = await decoder.step(enc.embeds, enc.seqLen);
+  let out = await step(enc.embeds, enc.seqLen);
   const t1 = performance.now();
-  const firstLogits = step.lastLogits;
+  const firstLogits = out.lastLogits;
   const tokens: number[] = [];
   for (let i = 0; i < maxNewTokens; i++) {
-    const next = argmax(step.lastLogits);
-    if (frontend.eosIds.includes(next)) break;
+    const next = argmax(out.lastLogits);
+    if (io.eosIds.includes(next)) break;
     tokens.push(next);
-    if (frontend.decode([next]).includes('\n') || i === maxNewTokens - 1) break;
-    step = await decoder.step(await frontend.embedTokens([next]), 1, step.present);
+    if (io.decode([next]).includes('\n') || i === maxNewTokens - 1) break;
+    out = await step(await io.embedTokens([next]), 1, out.cache);
   }
   const t2 = performance.now();
-  return { tokens, text: frontend.decode(tokens), firstLogits, prefillMs: t1 - t0, decodeMs: t2 - t1 };
+  return { tokens, text: io.decode(tokens), firstLogits, prefillMs: t1 - t0, decodeMs: t2 - t1 };
 }
