@@ -17,7 +17,8 @@ import { CalibrationSession } from '../../src/engine/method/calibrate';
 import { OnnxFile } from '../../src/engine/onnx/onnxFile';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
-import { GenaiFrontend } from '../../src/engine/runtime/genaiFrontend';
+import { GenaiFrontend, phi3Crops, phi3ImageProcessor } from '../../src/engine/runtime/genaiFrontend';
+import { transformers } from '../../src/engine/runtime/vlmFrontend';
 import { toFloat32 } from '../../src/engine/runtime/ort';
 import { assertClose, hashFolder } from '../support/engineFixtures';
 import { maxAbsDiff } from '../support/ortDecoder';
@@ -249,4 +250,43 @@ test('genai packages: a model type whose front end the engine cannot run fails i
   assert.ok(!fs.existsSync(path.join(tmp, 'qwen-out')));
   ok(cliRun('prune', dir, '--layers', '3', '--no-scp', '--out', path.join(tmp, 'qwen-layers'), '--quiet'), 'prune --layers');
   checkConfigMatchesGraph(path.join(tmp, 'qwen-layers'), 5);
+});
+
+test('genai phi3v images: a wide image is one row of two 336 x 336 tiles after the global view, zero crops after; its token count reaches the vision model', async () => {
+  const t = await transformers();
+  // Left half red, right half blue, 2:1.
+  const W = 128;
+  const H = 64;
+  const rgb = new Uint8ClampedArray(W * H * 3);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) rgb.set(x < W / 2 ? [255, 0, 0] : [0, 0, 255], (y * W + x) * 3);
+  const image = new t.RawImage(rgb, W, H, 3);
+  const dir = path.join(fixtures, 'genai-phi3v-gqa');
+  const proc = phi3ImageProcessor(t, dir, { config_filename: 'processor_config.json' });
+  const crops = await phi3Crops(t, proc, image);
+  assert.deepEqual(crops.pixelValues.dims, [1, 5, 3, 336, 336]);
+  assert.deepEqual(Array.from(crops.imageSizes.data, Number), [336, 672]);
+  assert.equal(crops.numImgTokens, (2 + 1) * 16 + 1 + 2 * 4);
+  const mean = [0.48145466, 0.4578275, 0.40821073];
+  const std = [0.26862954, 0.26130258, 0.27577711];
+  const at = (crop: number, c: number, y: number, x: number) => crops.pixelValues.data[((crop * 3 + c) * 336 + y) * 336 + x];
+  for (const [crop, colour] of [[1, [1, 0, 0]], [2, [0, 0, 1]]] as const) {
+    for (let c = 0; c < 3; c++) {
+      const want = (colour[c] - mean[c]) / std[c];
+      for (const [y, x] of [[10, 10], [168, 168], [300, 300]]) assert.ok(Math.abs(at(crop, c, y, x) - want) < 1e-5, `crop ${crop} channel ${c} (${y}, ${x}): ${at(crop, c, y, x)} vs ${want}`);
+    }
+  }
+  for (const crop of [3, 4]) assert.ok(crops.pixelValues.data.subarray(crop * 3 * 336 * 336, (crop + 1) * 3 * 336 * 336).every((v) => v === 0), `crop ${crop} is zero`);
+  // Global view: left red, right blue.
+  assert.ok(at(0, 0, 168, 40) > 1 && at(0, 2, 168, 300) > 1);
+
+  const file = path.join(tmp, 'wide.png');
+  await image.save(file);
+  const fe = await GenaiFrontend.open(openPackage(dir));
+  try {
+    const enc = await fe.encode([{ role: 'user', content: '<image>\nIs there a red circle ?' }], file, true);
+    assert.equal(enc.isImage.reduce((a, b) => a + b, 0), crops.numImgTokens);
+    assert.ok(enc.ids.every((id, i) => (id < 0) === (enc.isImage[i] === 1) && (id >= 0 || id === -1)));
+  } finally {
+    await fe.dispose();
+  }
 });

@@ -9,8 +9,9 @@
 // model with an empty image_features. The decoder then sees inputs_embeds, attention_mask and
 // (when the graph has it) 1-D position_ids, which DecoderRunner feeds as genai does.
 //
-// The image processor is transformers.js' Phi3VImageProcessor (the HD transform of
-// Phi-3-vision) configured from the package's ort-extensions processor_config.json.
+// Images: Phi-3-vision's HD transform (resize, CLIP normalisation and padding by
+// transformers.js' Phi3VImageProcessor, configured from the package's ort-extensions
+// processor_config.json; the global view and the tiles laid out as genai's processor does).
 // Model types whose pipeline differs (3-D M-RoPE positions, bidirectional image attention,
 // per-image vision loops, audio) are refused with a one-line reason.
 
@@ -163,9 +164,9 @@ export class GenaiFrontend implements Frontend {
       } catch (e) {
         throw new Error(`cannot read image ${imagePath}: ${(e as Error).message}`);
       }
-      const inputs = await this.imageProcessor(image);
-      perImage = inputs.num_img_tokens as number[];
-      features = await this.runVision(inputs.pixel_values, inputs.image_sizes);
+      const inputs = await phi3Crops(t, this.imageProcessor, image);
+      perImage = [inputs.numImgTokens];
+      features = await this.runVision(inputs.pixelValues, inputs.imageSizes);
     }
     if (new Set(tags).size !== perImage.length) {
       throw new Error(`the prompt has ${new Set(tags).size} image tag(s) <|image_N|> but ${perImage.length} image(s) were given: check the chat template`);
@@ -314,8 +315,49 @@ function floatInput(session: ort.InferenceSession, name: string, data: Float32Ar
   return floatTensor(meta?.isTensor && meta.type === 'float16' ? 'float16' : 'float32', data, [...dims]);
 }
 
+const CROP = 336;
+
+/**
+ * Phi-3-vision's HD transform for one image, as genai's image processor lays it out: the
+ * image resized to at most num_crops tiles of 336 x 336 (transformers.js' Phi3VImageProcessor
+ * resizes, normalises with CLIP's statistics and pads it), a bicubic 336 x 336 global view
+ * first, then the tiles cut out of the padded image row by row, zero crops up to
+ * num_crops + 1; image_sizes is the padded [height, width].
+ */
+export async function phi3Crops(t: Awaited<ReturnType<typeof transformers>>, proc: any, image: unknown) {
+  const { pixel_values: pv } = await proc.preprocess(image); // [3, H, W], H and W multiples of 336
+  const [C, H, W] = pv.dims as number[];
+  const rows = H / CROP;
+  const cols = W / CROP;
+  const numCrops = proc.config.num_crops as number;
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows * cols > numCrops) {
+    throw new Error(`Phi-3-vision image transform gave a ${W}x${H} image, not at most ${numCrops} tiles of ${CROP}`);
+  }
+  const plane = CROP * CROP;
+  const data = new Float32Array((numCrops + 1) * C * plane);
+  const global = await t.interpolate_4d(pv.unsqueeze(0), { size: [CROP, CROP], mode: 'bicubic' });
+  data.set(global.data as Float32Array, 0);
+  const src = pv.data as Float32Array;
+  for (let ty = 0; ty < rows; ty++) {
+    for (let tx = 0; tx < cols; tx++) {
+      const crop = 1 + ty * cols + tx;
+      for (let c = 0; c < C; c++) {
+        for (let y = 0; y < CROP; y++) {
+          const from = c * H * W + (ty * CROP + y) * W + tx * CROP;
+          data.set(src.subarray(from, from + CROP), (crop * C + c) * plane + y * CROP);
+        }
+      }
+    }
+  }
+  return {
+    pixelValues: { data, dims: [1, numCrops + 1, C, CROP, CROP] },
+    imageSizes: { data: BigInt64Array.from([BigInt(H), BigInt(W)]), dims: [1, 2] },
+    numImgTokens: proc.calc_num_image_tokens_from_image_size(W, H) as number,
+  };
+}
+
 /** transformers.js' Phi-3-vision HD image processor, set up from the package's ort-extensions processor_config.json. */
-function phi3ImageProcessor(t: Awaited<ReturnType<typeof transformers>>, root: string, vision: Section): any {
+export function phi3ImageProcessor(t: Awaited<ReturnType<typeof transformers>>, root: string, vision: Section): any {
   const file = path.join(root, vision.config_filename ?? 'processor_config.json');
   let cfg: any;
   try {
