@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { instrumentDecoder } from '../../src/engine/graph/instrument';
 import { attentionFromQK } from '../../src/engine/method/fusedAttention';
+import { queryPart } from '../../src/engine/method/calibrate';
 import * as ort from 'onnxruntime-node';
 import { OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
 import { ModelProto } from '../../src/engine/onnx/proto';
@@ -141,6 +142,27 @@ test('instrumentDecoder: fused attention after separate RotaryEmbedding nodes (h
       for (let h = 0; h < heads; h++) lastRow.set(full.attention![i]!.subarray(h * T * T + S * T, h * T * T + S * T + T), h * T);
       const p2 = attentionFromQK(out2[tap.query!].data as Float32Array, out2[tap.presentKey!].data as Float32Array, 1, heads, kvHeads, headDim, none, none, headDim, false, undefined, false);
       assertClose(p2, lastRow, `layer ${i} attention of the next token (position_ids = S)`);
+    }
+  } finally {
+    file.close();
+  }
+});
+
+test('instrumentDecoder: packed q/k/v into GroupQueryAttention; the query part of the packed input gives the attention', async () => {
+  const m = writeVariant(tmp, VARIANTS[4], { numLayers: 2, packedQkv: true, dir: path.join(tmp, 'packed-qkv') });
+  const { inst, file, x, out } = await runInstrumented(m);
+  const { heads, kvHeads, headDim, hidden: H } = m.dims;
+  try {
+    const ref = referenceForward(m.weights, x.subarray(0, S * H), { captureAttention: true });
+    assertClose(out.logits.data as Float32Array, ref.logits, 'logits');
+    for (let i = 0; i < 2; i++) {
+      const a = inst.structure.layers[i].attention!;
+      assert.equal(a.key, '', 'packed: no separate key input');
+      const packed = out[inst.taps[i].query!].data as Float32Array;
+      assert.equal(packed.length, S * (heads + 2 * kvHeads) * headDim);
+      const q = queryPart(packed, S, a);
+      const probs = attentionFromQK(q, out[inst.taps[i].presentKey!].data as Float32Array, S, heads, kvHeads, headDim, m.weights.rope.cos, m.weights.rope.sin);
+      assertClose(probs, ref.attention![i]!, `layer ${i} attention from the packed query`);
     }
   } finally {
     file.close();

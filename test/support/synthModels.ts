@@ -81,6 +81,8 @@ export interface SynthOptions {
   weights?: SynthWeights;
   /** Fused style: separate RotaryEmbedding nodes instead of GroupQueryAttention's rotary. */
   rotaryNodes?: boolean;
+  /** Fused style: one packed q/k/v MatMul (`qkv_proj`) feeding GroupQueryAttention's first input. */
+  packedQkv?: boolean;
 }
 
 export interface SynthDims {
@@ -398,7 +400,9 @@ export function buildDecomposedDecoder(w: SynthWeights, o: DecoderGraphOptions =
 }
 
 /** The decoder in onnxruntime-genai model-builder style (opset 21 + com.microsoft 1). */
-export function buildFusedDecoder(w: SynthWeights, rotaryNodes = false): ModelProto {
+export function buildFusedDecoder(w: SynthWeights, o: { rotaryNodes?: boolean; packedQkv?: boolean } = {}): ModelProto {
+  const rotaryNodes = !!o.rotaryNodes;
+  if (rotaryNodes && o.packedQkv) throw new Error('synthetic fused decoder: packedQkv with rotaryNodes is not written');
   const d = w.dims;
   const { numLayers: L, hidden: H, heads: nH, kvHeads: kvH, headDim: hd, intermediate: I, vocab: V } = d;
   const g = new NamedGraph('genai', '/model');
@@ -441,9 +445,26 @@ export function buildFusedDecoder(w: SynthWeights, rotaryNodes = false): ModelPr
     const pn = `model.layers.${l}`;
     if (l > 0) [normed, residual] = skipNorm(`${Ls}/input_layernorm`, mlpOut, residual, `${pn}.input_layernorm.weight`, lw.inputNorm);
     const A = `${Ls}/attn`;
-    const q = mat(`${A}/q_proj`, normed, `${pn}.attn.q_proj.MatMul.weight`, [H, nH * hd], lw.q);
-    const k = mat(`${A}/k_proj`, normed, `${pn}.attn.k_proj.MatMul.weight`, [H, kvH * hd], lw.k);
-    const v = mat(`${A}/v_proj`, normed, `${pn}.attn.v_proj.MatMul.weight`, [H, kvH * hd], lw.v);
+    let q: string;
+    let k = '';
+    let v = '';
+    if (o.packedQkv) {
+      // Rows of [H, (heads + 2 kv) * hd]: each input feature's q, k and v weights side by side.
+      const qw = nH * hd;
+      const kw = kvH * hd;
+      const packed = new Float32Array(H * (qw + 2 * kw));
+      for (let r = 0; r < H; r++) {
+        const row = r * (qw + 2 * kw);
+        packed.set(lw.q.subarray(r * qw, (r + 1) * qw), row);
+        packed.set(lw.k.subarray(r * kw, (r + 1) * kw), row + qw);
+        packed.set(lw.v.subarray(r * kw, (r + 1) * kw), row + qw + kw);
+      }
+      q = mat(`${A}/qkv_proj`, normed, `${pn}.attn.qkv_proj.MatMul.weight`, [H, qw + 2 * kw], packed);
+    } else {
+      q = mat(`${A}/q_proj`, normed, `${pn}.attn.q_proj.MatMul.weight`, [H, nH * hd], lw.q);
+      k = mat(`${A}/k_proj`, normed, `${pn}.attn.k_proj.MatMul.weight`, [H, kvH * hd], lw.k);
+      v = mat(`${A}/v_proj`, normed, `${pn}.attn.v_proj.MatMul.weight`, [H, kvH * hd], lw.v);
+    }
     const gqaName = `${A}/GroupQueryAttention`;
     const rotary = (x: string, which: string): string =>
       g.op(`${A}/${which}_rotary`, 'RotaryEmbedding', [x, 'position_ids', 'cos_cache', 'sin_cache'], {
@@ -518,8 +539,8 @@ export function buildVisionEncoder(w: SynthWeights): ModelProto {
   );
 }
 
-export function buildDecoder(w: SynthWeights, style: SynthStyle, o: DecoderGraphOptions & { rotaryNodes?: boolean } = {}): ModelProto {
-  return style === 'fused' ? buildFusedDecoder(w, o.rotaryNodes) : buildDecomposedDecoder(w, o);
+export function buildDecoder(w: SynthWeights, style: SynthStyle, o: DecoderGraphOptions & { rotaryNodes?: boolean; packedQkv?: boolean } = {}): ModelProto {
+  return style === 'fused' ? buildFusedDecoder(w, o) : buildDecomposedDecoder(w, o);
 }
 
 // ---------------------------------------------------------------- packages

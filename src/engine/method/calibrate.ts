@@ -150,7 +150,7 @@ export class CalibrationSession {
 }
 
 /** The query part of a fused op's first input: packed [S, (heads + 2 kv) * hd] when its key input is empty. */
-function queryPart(q: Float32Array, S: number, a: AttentionTap): Float32Array {
+export function queryPart(q: Float32Array, S: number, a: AttentionTap): Float32Array {
   if (a.key || !a.numHeads || !a.kvNumHeads) return q;
   const row = q.length / S;
   const hd = row / (a.numHeads + 2 * a.kvNumHeads);
