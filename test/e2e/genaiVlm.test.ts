@@ -149,6 +149,7 @@ for (const style of STYLES) {
     ok(r, 'inspect');
     const rep = JSON.parse(r.stdout);
     assert.equal(rep.layout, 'genai');
+    assert.deepEqual(rep.genai, { type: 'phi3v' });
     assert.equal(rep.numLayers, ref.layers);
     assert.ok(rep.layers.every((l: { attention: string }) => l.attention.includes(`rotary ${style.rotary}`)), rep.layers[0].attention);
 
@@ -248,6 +249,9 @@ test('genai packages: a model type whose front end the engine cannot run fails i
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /qwen2_5_vl.*M-RoPE.*--no-scp/);
   assert.ok(!fs.existsSync(path.join(tmp, 'qwen-out')));
+  const shown = cliRun('inspect', dir);
+  ok(shown, 'inspect');
+  assert.match(shown.stdout, /genai type\s+qwen2_5_vl: layers only \(.*M-RoPE/);
   ok(cliRun('prune', dir, '--layers', '3', '--no-scp', '--out', path.join(tmp, 'qwen-layers'), '--quiet'), 'prune --layers');
   checkConfigMatchesGraph(path.join(tmp, 'qwen-layers'), 5);
 });

@@ -6,6 +6,7 @@ import { discoverLayers, WeightRef } from '../graph/layers';
 import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
 import { openPackage } from '../package/modelPackage';
+import { genaiModel, genaiUnsupported } from '../runtime/genaiFrontend';
 
 export interface InspectReport {
   root: string;
@@ -15,6 +16,8 @@ export interface InspectReport {
   otherDecoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
+  /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
+  genai?: { type: string; unsupported?: string };
   files: { path: string; bytes: number }[];
   externalData: string[];
   attentionStyle: string;
@@ -73,6 +76,7 @@ export function inspectModel(input: string): InspectReport {
       otherDecoderVariants: pkg.otherDecoderVariants,
       embedTokens: pkg.embedTokens && path.relative(pkg.root, pkg.embedTokens),
       visionEncoder: pkg.visionEncoder && path.relative(pkg.root, pkg.visionEncoder),
+      genai: pkg.layout === 'genai' ? { type: genaiModel(pkg).type, unsupported: genaiUnsupported(pkg) } : undefined,
       files: (pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder), ...pkg.files] : pkg.files).map((f) => ({ path: f, bytes: fs.statSync(path.join(pkg.root, f)).size })),
       externalData: externalLocations(file.model),
       attentionStyle: s.style,
@@ -110,6 +114,7 @@ export function formatInspect(r: InspectReport): string {
   lines.push(`  decoder       ${r.decoder} [${r.variant}]${r.externalData.length ? ` + ${r.externalData.join(', ')}` : ''}`);
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);
+  if (r.genai) lines.push(`  genai type    ${r.genai.type || '?'}: ${r.genai.unsupported ? `layers only (${r.genai.unsupported.replace(/^[^:]*: /, '')})` : 'calibration runs its vision and embedding models'}`);
   if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (not pruned)`);
   lines.push(`  attention     ${r.attentionStyle}`);
   lines.push(`  layers        ${r.numLayers}${r.configLayers !== undefined ? ` (config: ${r.configLayers})` : ''}`);
