@@ -6,8 +6,8 @@
 // image_sizes into image_features [tokens, hidden]; the embedding model takes input_ids and
 // image_features and writes the features at the negative ids itself (the merge is part of the
 // package's embedding graph, not of the runtime). Generated tokens go through the embedding
-// model with an empty image_features. The decoder then sees inputs_embeds, attention_mask and
-// (when the graph has it) 1-D position_ids, which DecoderRunner feeds as genai does.
+// model with an empty image_features. The decoder is fed here too, under the config's names:
+// inputs_embeds, attention_mask, 1-D position_ids when the graph takes them, the KV cache.
 //
 // Images: Phi-3-vision's HD transform (resize, CLIP normalisation and padding by
 // transformers.js' Phi3VImageProcessor, configured from the package's ort-extensions
@@ -24,7 +24,7 @@ import { Generation, generateGreedy } from './generate';
 import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 import { ChatContent, ChatMessage, Encoded, transformers } from './vlmFrontend';
 
-/** genai_config.json model types and why the engine cannot run their front (null: it can). */
+/** genai_config.json model types whose front end the engine does not run, and why. */
 const UNSUPPORTED_TYPES: Record<string, string> = {
   qwen2_5_vl: '3-D M-RoPE position_ids computed from image_grid_thw',
   qwen3_vl: '3-D M-RoPE position_ids computed from image_grid_thw',
