@@ -8,11 +8,13 @@ import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, KvCache, StepResult } from './decoderRunner';
 import { GenaiFrontend } from './genaiFrontend';
 import { Generation, generateGreedy } from './generate';
-import { RuntimeOptions } from './ort';
+import { Feeds, RuntimeOptions } from './ort';
 import { ChatMessage, Encoded, VlmFrontend } from './vlmFrontend';
 
 /** The decoder's prompt pass: logits, the requested taps, and the embeddings it was fed. */
 export interface Prefill extends Pick<StepResult, 'lastLogits' | 'vocab' | 'outputs'> {
+  /** The decoder inputs of the pass, KV cache left out (when the runtime builds them itself). */
+  feeds?: Feeds;
   /** inputs_embeds as float32 [seqLen, hidden]. */
   embeds: Float32Array;
   hidden: number;

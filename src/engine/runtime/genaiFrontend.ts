@@ -93,6 +93,8 @@ export interface GenaiStep {
   lastLogits: Float32Array;
   vocab: number;
   outputs: Record<string, ort.Tensor>;
+  /** The decoder inputs of this pass, KV cache left out. */
+  feeds: Feeds;
   cache: GenaiCache;
 }
 
@@ -245,12 +247,13 @@ export class GenaiFrontend implements Frontend {
     const logits = out[io.logits];
     const vocab = logits.dims[logits.dims.length - 1];
     const all = toFloat32(logits);
-    return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out, cache: { length: total, tensors: io.present.map((n) => out[n]) } };
+    const inputs: Feeds = Object.fromEntries(Object.entries(feeds).filter(([name]) => !io.past.includes(name)));
+    return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out, feeds: inputs, cache: { length: total, tensors: io.present.map((n) => out[n]) } };
   }
 
   async prefill(enc: Encoded, runner: DecoderRunner, fetch: string[] = []): Promise<Prefill> {
     const r = await this.decoderStep(runner, enc.embeds, enc.seqLen, undefined, fetch);
-    return { lastLogits: r.lastLogits, vocab: r.vocab, outputs: r.outputs, embeds: enc.embeds, hidden: enc.hidden };
+    return { lastLogits: r.lastLogits, vocab: r.vocab, outputs: r.outputs, feeds: r.feeds, embeds: enc.embeds, hidden: enc.hidden };
   }
 
   /** Greedy short answer as genai's generator runs it: prompt pass, then one token at a time through the embedding model. */
