@@ -282,6 +282,9 @@ export class GenaiFrontend implements Frontend {
       present: Array.from({ length: L }, (_, i) => [presentKey(i), presentValue(i)]).flat(),
       logits: sectionName(d, 'outputs', 'logits'),
     };
+    if (io.positionIds && runner.spec.positionIds === io.positionIds && runner.spec.positionRank === 3) {
+      throw new Error(`${d.filename} takes 3-D (M-RoPE) position_ids; the engine feeds genai packages 1-D positions only`);
+    }
     const missing = [io.embeds, ...io.past].filter((n) => !inputs.has(n)).concat([io.logits, ...io.present].filter((n) => !outputs.has(n)));
     if (missing.length) throw new Error(`genai_config.json and ${d.filename} disagree: the graph has no ${missing.slice(0, 3).join(', ')}`);
     this.ioByRunner.set(runner, io);
