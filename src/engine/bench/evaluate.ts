@@ -9,6 +9,7 @@ import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { RuntimeOptions } from '../runtime/ort';
 import { Frontend, openFrontend } from '../runtime/frontend';
+import { relativeAccuracy } from '../../protocol/report';
 
 export interface FamilyScore {
   n: number;
@@ -139,7 +140,7 @@ export async function benchModels(
         answers: l.answers,
       };
     });
-    for (const r of results.slice(1)) r.relativeAccuracy = results[0].accuracy > 0 ? r.accuracy / results[0].accuracy : undefined;
+    for (const r of results.slice(1)) r.relativeAccuracy = relativeAccuracy(r.accuracy, results[0].accuracy);
     return results;
   } finally {
     for (const l of loaded) {

@@ -7,48 +7,9 @@ import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
 import { openPackage } from '../package/modelPackage';
 import { genaiModel, genaiUnsupported } from '../runtime/genaiFrontend';
+import type { InspectReport, WeightInfo } from '../../protocol/engineApi';
 
-export interface InspectReport {
-  root: string;
-  layout: string;
-  decoder: string;
-  variant: string;
-  otherDecoderVariants: string[];
-  embedTokens?: string;
-  visionEncoder?: string;
-  /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
-  genai?: { type: string; unsupported?: string };
-  files: { path: string; bytes: number }[];
-  externalData: string[];
-  attentionStyle: string;
-  numLayers: number;
-  configLayers?: number;
-  hiddenSize?: number;
-  numHeads?: number;
-  numKvHeads?: number;
-  headDim?: number;
-  vocabSize?: number;
-  embeddings: string;
-  logits: string;
-  layers: {
-    index: number;
-    kvIndex: number;
-    residualIn: string;
-    residualOut: string;
-    attention: string;
-    oProj?: WeightInfo;
-    downProj?: WeightInfo;
-    inputWeights: WeightInfo[];
-  }[];
-  warnings: string[];
-}
-
-interface WeightInfo {
-  name: string;
-  shape: number[];
-  dtype: string;
-  layout: 'in,out' | 'out,in';
-}
+export type { InspectReport };
 
 export function inspectModel(input: string): InspectReport {
   const pkg = openPackage(input);
