@@ -238,7 +238,7 @@ export class GenaiFrontend implements Frontend {
     const past = cache?.length ?? 0;
     const total = past + seqLen;
     const s = runner.spec;
-    const feeds: Feeds = { [io.embeds]: floatTensor(s.embedsType, embeds, [1, seqLen, s.hidden]) };
+    const feeds: Feeds = { [io.embeds]: floatInput(runner.session, io.embeds, embeds, [1, seqLen, s.hidden]) };
     if (io.attentionMask) feeds[io.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
     if (io.positionIds) feeds[io.positionIds] = int64Tensor(Array.from({ length: seqLen }, (_, i) => past + i), [1, seqLen]);
     const empty = s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]);
@@ -282,7 +282,8 @@ export class GenaiFrontend implements Frontend {
       present: Array.from({ length: L }, (_, i) => [presentKey(i), presentValue(i)]).flat(),
       logits: sectionName(d, 'outputs', 'logits'),
     };
-    if (io.positionIds && runner.spec.positionIds === io.positionIds && runner.spec.positionRank === 3) {
+    const positions = runner.session.inputMetadata.find((m) => m.name === io.positionIds);
+    if (positions?.isTensor && positions.shape.length === 3) {
       throw new Error(`${d.filename} takes 3-D (M-RoPE) position_ids; the engine feeds genai packages 1-D positions only`);
     }
     const missing = [io.embeds, ...io.past].filter((n) => !inputs.has(n)).concat([io.logits, ...io.present].filter((n) => !outputs.has(n)));
