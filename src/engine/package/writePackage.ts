@@ -6,9 +6,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
+import { discoverLayers } from '../graph/layers';
 import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { checkOutputLocation } from '../outputLocation';
+import { checkPackageConsistency } from './consistency';
 import { ModelPackage, PackageError, recordedChunks } from './modelPackage';
-import { makeTempDir } from './tempDir';
+import { makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
 import { partialPrefix, RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
 
 export interface PruneWriteOptions {
@@ -51,13 +54,15 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
   if (fs.existsSync(outDir) && !opts.overwrite) {
     throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
   }
+  checkOutputLocation(outDir);
   // Read and prune before creating anything, so that a bad model or layer list leaves no folder.
   const src = OnnxFile.open(pkg.decoder);
   let tmp: string | undefined;
   try {
     const check = opts.checkCancelled ?? (() => undefined);
-    // Every external tensor readable (inside the folder, file present, long enough) before anything is written.
-    for (const t of src.initializerMap().values()) src.externalRef(t);
+    // The file is validated on opening (shapes against data, external ranges, topology);
+    // the config must describe this decoder before a copy of both is written.
+    checkPackageConsistency(pkg, src, discoverLayers(src.graph));
     // Replace weights by their original names first: removal renumbers `layers.N` names.
     let edited = src.model;
     const inits = src.initializerMap();
@@ -77,7 +82,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     check();
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
-    tmp = makeTempDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
+    tmp = makeScratchDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
     // The folder was made with the user's umask; copies get the source's mode under it, as cp does.
     const allowedMode = fs.statSync(tmp).mode & 0o777;
     const decoderRel = path.relative(pkg.root, pkg.decoder);
@@ -129,6 +134,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       fs.renameSync(tmp, outDir);
       fs.rmSync(old, { recursive: true, force: true });
     } else fs.renameSync(tmp, outDir);
+    releaseScratchDir(tmp);
+    tmp = undefined;
     return {
       outDir,
       removed: removal.removed,
@@ -138,7 +145,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       skippedVariants,
     };
   } catch (e) {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) removeScratchDir(tmp);
     throw e;
   } finally {
     src.close();
