@@ -88,7 +88,7 @@ async function checkAgainstTorch(dir: string, ref: Reference, skip: number[], wh
     assertClose(s2.lastLogits, c.next_logits, `${what}: next-token logits`);
     // The answer loop starts from the same prompt pass.
     const ids = ref.input_ids;
-    const enc = { ids, embeds: x, seqLen: ids.length, hidden: H, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)) };
+    const enc = { ids, embeds: x, seqLen: ids.length, hidden: H, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)), inputs: {} };
     const g = await fe.generate(enc, dec, 3);
     assertClose(g.firstLogits, c.next_logits, `${what}: generation's first logits`);
     if (g.tokens.length) assert.equal(g.tokens[0], c.next_logits.indexOf(Math.max(...c.next_logits)));
@@ -157,7 +157,7 @@ for (const style of STYLES) {
     try {
       const x = await referenceEmbeds(cs.frontend as GenaiFrontend, ref);
       const ids = ref.input_ids;
-      const enc = { ids, embeds: x, seqLen: ids.length, hidden: ref.hidden, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)) };
+      const enc = { ids, embeds: x, seqLen: ids.length, hidden: ref.hidden, isImage: Uint8Array.from(ids, (i) => (i < 0 ? 1 : 0)), inputs: {} };
       const taps = await cs.run(enc, [ref.attention.layer]);
       const att = taps.attention(ref.attention.layer);
       ref.attention.rows.forEach((row, k) => {

@@ -18,11 +18,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
-import type { Frontend, Prefill } from './frontend';
-import { DecoderRunner } from './decoderRunner';
-import { Generation, generateGreedy } from './generate';
+import type { Frontend } from './frontend';
+import { argmax, DecoderRunner } from './decoderRunner';
 import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
-import { ChatContent, ChatMessage, Encoded, transformers } from './vlmFrontend';
+import { ChatContent, ChatMessage, Encoded, Generation, Prefill, transformers } from './vlmFrontend';
 
 /** genai_config.json model types whose front end the engine does not run, and why. */
 const UNSUPPORTED_TYPES: Record<string, string> = {
@@ -98,6 +97,19 @@ export interface GenaiStep {
   cache: GenaiCache;
 }
 
+/** A prompt as genai's pipeline made it: the embedding model's output is the decoder's input. */
+export interface GenaiEncoded extends Encoded {
+  /** inputs_embeds, float32 [seqLen, hidden]. */
+  embeds: Float32Array;
+  hidden: number;
+}
+
+function genaiEncoded(enc: Encoded): GenaiEncoded {
+  const g = enc as GenaiEncoded;
+  if (!(g.embeds instanceof Float32Array)) throw new Error('this sample was not encoded by the onnxruntime-genai front end');
+  return g;
+}
+
 interface GenaiDecoderIo {
   embeds: string;
   attentionMask?: string;
@@ -150,7 +162,7 @@ export class GenaiFrontend implements Frontend {
     await this.vision?.release();
   }
 
-  async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
+  async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<GenaiEncoded> {
     // LLaVA-style data marks the image with `<image>`; genai prompts mark it `<|image_1|>`.
     const tagged = messages.map((m) => ({ ...m, content: retag(m.content) }));
     const prompt = this.tokenizer.apply_chat_template(tagged, { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
@@ -192,7 +204,7 @@ export class GenaiFrontend implements Frontend {
     const out = await this.runEmbedding(ids, features);
     const hidden = out.dims[out.dims.length - 1];
     const isImage = Uint8Array.from(ids, (id) => (id < 0 ? 1 : 0));
-    return { ids, embeds: Float32Array.from(toFloat32(out)), seqLen: ids.length, hidden, isImage };
+    return { ids, embeds: Float32Array.from(toFloat32(out)), seqLen: ids.length, hidden, isImage, inputs: {} };
   }
 
   /** Runs the vision model on processor outputs; image_features [tokens, hidden]. */
@@ -252,13 +264,28 @@ export class GenaiFrontend implements Frontend {
   }
 
   async prefill(enc: Encoded, runner: DecoderRunner, fetch: string[] = []): Promise<Prefill> {
-    const r = await this.decoderStep(runner, enc.embeds, enc.seqLen, undefined, fetch);
-    return { lastLogits: r.lastLogits, vocab: r.vocab, outputs: r.outputs, feeds: r.feeds, embeds: enc.embeds, hidden: enc.hidden };
+    const g = genaiEncoded(enc);
+    const r = await this.decoderStep(runner, g.embeds, g.seqLen, undefined, fetch);
+    return { lastLogits: r.lastLogits, vocab: r.vocab, outputs: r.outputs, feeds: r.feeds, embeds: g.embeds, hidden: g.hidden };
   }
 
   /** Greedy short answer as genai's generator runs it: prompt pass, then one token at a time through the embedding model. */
-  generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
-    return generateGreedy(this, (embeds, seqLen, cache?: GenaiCache) => this.decoderStep(runner, embeds, seqLen, cache), enc, maxNewTokens);
+  async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
+    const g = genaiEncoded(enc);
+    const t0 = performance.now();
+    let step = await this.decoderStep(runner, g.embeds, g.seqLen);
+    const t1 = performance.now();
+    const firstLogits = step.lastLogits;
+    const tokens: number[] = [];
+    for (let i = 0; i < maxNewTokens; i++) {
+      const next = argmax(step.lastLogits);
+      if (this.eosIds.includes(next)) break;
+      tokens.push(next);
+      if (this.decode([next]).includes('\n') || i === maxNewTokens - 1) break;
+      step = await this.decoderStep(runner, await this.embedTokens([next]), 1, step.cache);
+    }
+    const t2 = performance.now();
+    return { tokens, text: this.decode(tokens), firstLogits, prefillMs: t1 - t0, decodeMs: t2 - t1 };
   }
 
   /** The decoder's input/output names from genai_config.json, checked against the graph. */
