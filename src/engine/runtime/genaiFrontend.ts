@@ -19,7 +19,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
 import type { Frontend } from './frontend';
-import { argmax, DecoderRunner } from './decoderRunner';
+import { DecoderRunner } from './decoderRunner';
+import { greedyAnswer } from './greedy';
 import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 import { ChatContent, ChatMessage, Encoded, Generation, Prefill, transformers } from './vlmFrontend';
 
@@ -272,20 +273,12 @@ export class GenaiFrontend implements Frontend {
   /** Greedy short answer as genai's generator runs it: prompt pass, then one token at a time through the embedding model. */
   async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
     const g = genaiEncoded(enc);
-    const t0 = performance.now();
-    let step = await this.decoderStep(runner, g.embeds, g.seqLen);
-    const t1 = performance.now();
-    const firstLogits = step.lastLogits;
-    const tokens: number[] = [];
-    for (let i = 0; i < maxNewTokens; i++) {
-      const next = argmax(step.lastLogits);
-      if (this.eosIds.includes(next)) break;
-      tokens.push(next);
-      if (this.decode([next]).includes('\n') || i === maxNewTokens - 1) break;
-      step = await this.decoderStep(runner, await this.embedTokens([next]), 1, step.cache);
-    }
-    const t2 = performance.now();
-    return { tokens, text: this.decode(tokens), firstLogits, prefillMs: t1 - t0, decodeMs: t2 - t1 };
+    return greedyAnswer(
+      this,
+      () => this.decoderStep(runner, g.embeds, g.seqLen),
+      async (next, previous) => this.decoderStep(runner, await this.embedTokens([next]), 1, previous.cache),
+      maxNewTokens,
+    );
   }
 
   /** The decoder's input/output names from genai_config.json, checked against the graph. */
