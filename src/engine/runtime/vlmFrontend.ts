@@ -159,7 +159,8 @@ export class VlmFrontend implements Frontend {
     if (this.contentListsMemo === undefined) {
       try {
         const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
-        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE');
+        // A string-only template concatenating a list prints it as JSON: that is no list support.
+        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE') && !/["']type["']/.test(String(probe));
       } catch {
         this.contentListsMemo = false;
       }
