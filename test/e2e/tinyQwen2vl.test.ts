@@ -19,6 +19,7 @@ import { removeLayers } from '../../src/engine/graph/surgery';
 import { OnnxFile } from '../../src/engine/onnx/onnxFile';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
+import { ort } from '../../src/engine/runtime/ort';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
 import { Report } from '../../src/protocol/report';
 import { loadWithTransformersJs, transformersJsAnswers } from '../support/transformersJs';
@@ -110,6 +111,13 @@ test('the engine feeds the decoder what Qwen2-VL\'s class builds: Python\'s M-Ro
         assert.ok(diff <= 1e-4 * Math.max(1, scale), `${s.id} skipping [${sk.skip}]: max |diff| ${diff}`);
         worst = Math.max(worst, diff);
         checked++;
+        if (!sk.skip.length && checked === 1) {
+          // The check has teeth: LLaVA-style 1-D positions in all three rows give other logits.
+          const S = s.input_ids.length;
+          const flat = Array.from({ length: 3 * S }, (_, i) => BigInt(i % S));
+          const oneD = await runners.get(key)!.run({ ...out.feeds, position_ids: new ort.Tensor('int64', BigInt64Array.from(flat), [3, 1, S]) });
+          assert.ok(maxDiff(oneD.lastLogits, sk.logits_f32).diff > 1e-3, '1-D positions should not reproduce PyTorch');
+        }
       }
     }
     assert.ok(checked >= 24);

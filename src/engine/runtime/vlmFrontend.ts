@@ -78,7 +78,6 @@ class DecoderSlot {
   get outputNames() { return this.session.outputNames; }
   get inputMetadata() { return (this.session as any).inputMetadata; }
   get outputMetadata() { return (this.session as any).outputMetadata; }
-  readonly config = { dtype: 'fp32', device: 'cpu' };
 
   async run(feeds: Feeds): Promise<Record<string, ort.Tensor>> {
     const t = this.target!;
@@ -153,17 +152,28 @@ export class VlmFrontend implements Frontend {
   }
 
   private contentListsMemo?: boolean;
-
-  /** Whether the chat template reads message content as a list of typed items. */
+  /**
+   * Whether the chat template reads message content as a list of typed items: a text entry
+   * renders as the same text would as a string (or the template takes lists only). A
+   * string-only template may still print a list's representation, which this tells apart.
+   */
   private get contentLists(): boolean {
     if (this.contentListsMemo === undefined) {
+      const render = (content: ChatContent) => String(this.tokenizer.apply_chat_template([{ role: 'user', content }], { tokenize: false }));
+      const probe = 'SHORTLVLMPROBE';
+      let asList: string | undefined;
+      let asString: string | undefined;
       try {
-        const probe = this.tokenizer.apply_chat_template([{ role: 'user', content: [{ type: 'text', text: 'SHORTLVLMPROBE' }] }], { tokenize: false });
-        // A string-only template concatenating a list prints it as JSON: that is no list support.
-        this.contentListsMemo = String(probe).includes('SHORTLVLMPROBE') && !/["']type["']/.test(String(probe));
+        asList = render([{ type: 'text', text: probe }]);
       } catch {
-        this.contentListsMemo = false;
+        asList = undefined;
       }
+      try {
+        asString = render(probe);
+      } catch {
+        asString = undefined;
+      }
+      this.contentListsMemo = asList !== undefined && asList.includes(probe) && (asString === undefined || asString === asList);
     }
     return this.contentListsMemo;
   }
@@ -248,7 +258,7 @@ export class VlmFrontend implements Frontend {
     const ids = Array.from(inputs.input_ids.data as BigInt64Array, Number);
     const isImage = Uint8Array.from(ids, (id) => (imagePath && id === this.imageTokenId ? 1 : 0));
     if (imagePath && !isImage.some((x) => x)) {
-      throw new Error(`the prompt holds no image token (id ${this.imageTokenId}) after ${this.family.modelType}'s processor: the chat template did not place the image`);
+      throw new Error(`the prompt built from the chat template holds no image token (id ${this.imageTokenId}, the config's image_token_id / image_token_index) after ${this.family.modelType}'s processor: the template or the config's image token is wrong`);
     }
     const view = { ids, isImage, inputs };
     const cfg = this.model.config;
