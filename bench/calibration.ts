@@ -11,7 +11,7 @@ import { CalibSample, loadCalibration } from '../src/engine/data/datasets';
 import { calibrate, CalibrationSession } from '../src/engine/method/calibrate';
 import { openPackage } from '../src/engine/package/modelPackage';
 import { DecoderRunner } from '../src/engine/runtime/decoderRunner';
-import { VlmFrontend } from '../src/engine/runtime/vlmFrontend';
+import { openFrontend } from '../src/engine/runtime/frontend';
 
 const repo = path.resolve(__dirname, '../..');
 const model = process.argv[4] ?? path.join(repo, 'models/tiny-llava');
@@ -31,7 +31,7 @@ async function measure(kind: string, n: number): Promise<void> {
   const samples = cycle(loadCalibration(calib), n);
   let seconds: number;
   if (kind === 'forward') {
-    const fe = await VlmFrontend.open(pkg);
+    const fe = await openFrontend(pkg);
     const dec = await DecoderRunner.fromFile(pkg.decoder);
     const t0 = performance.now();
     for (const s of samples) {

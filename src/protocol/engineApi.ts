@@ -29,6 +29,8 @@ export interface InspectReport {
   otherDecoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
+  /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
+  genai?: { type: string; unsupported?: string };
   files: { path: string; bytes: number }[];
   externalData: string[];
   attentionStyle: string;

@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { pruneJob } from '../../src/engine/jobs';
+import { makeNode } from '../../src/engine/onnx/builder';
 import { OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
 import { hashFolder } from '../support/engineFixtures';
 import { assertCleanFailure, copyPackage, editDecoder, editJson, leftovers, REPO, runCli, startCli } from '../support/hostileCorpus';
@@ -93,8 +94,10 @@ test('a calibration that fails on a bad sample: one line, nothing left', () => {
 });
 
 test('a calibration the engine cannot run (fused attention without rotary caches): one line, its session folder removed', () => {
-  // A fused decoder sized to the bundled model's frontend, whose attention rotates nothing and
-  // has no cos/sin caches: onnxruntime runs it, the engine cannot recompute its attention for TIS.
+  // A fused decoder sized to the bundled model's frontend, whose attention rotates with cos/sin
+  // caches that are computed tensors, not initializers: onnxruntime runs it, the engine cannot
+  // read the caches to recompute its attention for TIS. (An op that rotates nothing, or gets q
+  // and k rotated by RotaryEmbedding nodes, needs no caches and calibrates.)
   const dir = path.join(models, 'fused-norope');
   const m = writeSynthModel({ dir, style: 'fused', layout: 'optimum', externalData: true, numLayers: 2, hidden: 96, heads: 6, kvHeads: 2, headDim: 16, vocab: 58, extras: false });
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'preprocessor_config.json', 'processor_config.json', 'onnx/embed_tokens.onnx', 'onnx/vision_encoder.onnx']) {
@@ -107,10 +110,10 @@ test('a calibration the engine cannot run (fused attention without rotary caches
   });
   editDecoder(m.decoderPath, (model) => {
     for (const n of model.graph.node.filter((x) => x.opType === 'GroupQueryAttention')) {
-      n.input.splice(7, 2);
-      n.attribute.find((a) => a.name === 'do_rotary')!.i = 0n;
+      n.input[7] = 'cos_cache_computed';
+      n.input[8] = 'sin_cache_computed';
     }
-    model.graph.initializer = model.graph.initializer.filter((t) => t.name !== 'cos_cache' && t.name !== 'sin_cache');
+    model.graph.node.unshift(makeNode('Identity', ['cos_cache'], ['cos_cache_computed'], { name: 'cos_identity' }), makeNode('Identity', ['sin_cache'], ['sin_cache_computed'], { name: 'sin_identity' }));
   });
   const before = hashFolder(dir);
   const r = runCli(tmp, 'prune', dir, '--calib', CALIB, '--samples', '2', '--quiet', '--out', path.join(outParent, 'p'));

@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { instrumentDecoder } from '../../src/engine/graph/instrument';
 import { attentionFromQK } from '../../src/engine/method/fusedAttention';
+import { queryPart } from '../../src/engine/method/calibrate';
 import * as ort from 'onnxruntime-node';
 import { OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
 import { ModelProto } from '../../src/engine/onnx/proto';
@@ -109,6 +110,64 @@ for (const v of [VARIANTS[0], VARIANTS[1], VARIANTS[2], VARIANTS[4], VARIANTS[5]
     }
   });
 }
+
+test('instrumentDecoder: fused attention after separate RotaryEmbedding nodes (head size 24, GQA without caches)', async () => {
+  const m = writeVariant(tmp, VARIANTS[4], { numLayers: 3, hidden: 96, heads: 4, kvHeads: 2, rotaryNodes: true, dir: path.join(tmp, 'rotary-nodes') });
+  const { inst, file, x, out, out2 } = await runInstrumented(m);
+  const { heads, kvHeads, headDim, hidden: H } = m.dims;
+  assert.equal(headDim, 24);
+  try {
+    assert.equal(file.graph.node.filter((n) => n.opType === 'RotaryEmbedding').length, 2 * 3);
+    assert.ok(file.graph.input.some((v) => v.name === 'position_ids'));
+    const ref = referenceForward(m.weights, x.subarray(0, S * H), { captureAttention: true });
+    const full = referenceForward(m.weights, x, { captureAttention: true });
+    assertClose(out.logits.data as Float32Array, ref.logits, 'logits');
+    for (let i = 0; i < 3; i++) {
+      const a = inst.structure.layers[i].attention!;
+      assert.equal(a.rotary, 'nodes');
+      assert.equal(a.doRotary, false);
+      assert.equal(a.cosCache, undefined, 'GroupQueryAttention has no caches');
+      const tap = inst.taps[i];
+      const q = out[tap.query!].data as Float32Array;
+      const k = out[tap.presentKey!].data as Float32Array;
+      // The captured query is already rotated: no cache is needed to recompute the attention.
+      const none = new Float32Array(0);
+      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, none, none, headDim, false, undefined, false);
+      assertClose(probs, ref.attention![i]!, `layer ${i} attention from rotated q/k`);
+      // Rotating it again (as for do_rotary=1) gives something else.
+      const twice = attentionFromQK(q, k, S, heads, kvHeads, headDim, m.weights.rope.cos, m.weights.rope.sin);
+      assert.ok(maxAbsDiff(twice, ref.attention![i]!) > 1e-3, 'a second rotation changes the attention');
+      const T = S + 1;
+      const lastRow = new Float64Array(heads * T);
+      for (let h = 0; h < heads; h++) lastRow.set(full.attention![i]!.subarray(h * T * T + S * T, h * T * T + S * T + T), h * T);
+      const p2 = attentionFromQK(out2[tap.query!].data as Float32Array, out2[tap.presentKey!].data as Float32Array, 1, heads, kvHeads, headDim, none, none, headDim, false, undefined, false);
+      assertClose(p2, lastRow, `layer ${i} attention of the next token (position_ids = S)`);
+    }
+  } finally {
+    file.close();
+  }
+});
+
+test('instrumentDecoder: packed q/k/v into GroupQueryAttention; the query part of the packed input gives the attention', async () => {
+  const m = writeVariant(tmp, VARIANTS[4], { numLayers: 2, packedQkv: true, dir: path.join(tmp, 'packed-qkv') });
+  const { inst, file, x, out } = await runInstrumented(m);
+  const { heads, kvHeads, headDim, hidden: H } = m.dims;
+  try {
+    const ref = referenceForward(m.weights, x.subarray(0, S * H), { captureAttention: true });
+    assertClose(out.logits.data as Float32Array, ref.logits, 'logits');
+    for (let i = 0; i < 2; i++) {
+      const a = inst.structure.layers[i].attention!;
+      assert.equal(a.key, '', 'packed: no separate key input');
+      const packed = out[inst.taps[i].query!].data as Float32Array;
+      assert.equal(packed.length, S * (heads + 2 * kvHeads) * headDim);
+      const q = queryPart(packed, S, a);
+      const probs = attentionFromQK(q, out[inst.taps[i].presentKey!].data as Float32Array, S, heads, kvHeads, headDim, m.weights.rope.cos, m.weights.rope.sin);
+      assertClose(probs, ref.attention![i]!, `layer ${i} attention from the packed query`);
+    }
+  } finally {
+    file.close();
+  }
+});
 
 test('instrumentDecoder: a subset of layers, attention off', async () => {
   const m = writeVariant(tmp, VARIANTS[4], { numLayers: 4, dir: path.join(tmp, 'subset') });

@@ -78,6 +78,7 @@ export function checkVsixContents(vsix, readme) {
     [/^extension\/node_modules\/onnxruntime-web\//, 'the WebAssembly runtime'],
     [/^extension\/node_modules\/(typescript|esbuild|@vscode\/vsce|playwright-core|chart\.js)\//, 'development dependencies'],
     [/^extension\/models\/[^/]*-short-lvlm-/, 'pruned outputs'],
+    [/^extension\/models\/(?!tiny-llava\/)/, 'models other than the bundled demo (test fixtures)'],
     [/^extension\/data\/tiny-vqa\/reference\//, 'reference dumps'],
     [/\.map$|\.tsbuildinfo$|\.vsix$/, 'source maps, build info or packages'],
   ];

@@ -8,6 +8,9 @@
 //   style 'fused'       onnxruntime-genai model builder: SimplifiedLayerNormalization /
 //                       SkipSimplifiedLayerNormalization, GroupQueryAttention with do_rotary=1,
 //                       seqlens_k / total_sequence_length from attention_mask; no position_ids.
+//                       With rotaryNodes: com.microsoft RotaryEmbedding nodes rotate q and k
+//                       (position_ids input) and GroupQueryAttention gets no caches, as the
+//                       builder writes when the op cannot rotate (any even head size).
 //
 //   layout 'optimum'    config.json (llava) + onnx/{decoder_model_merged,embed_tokens,vision_encoder}.onnx,
 //                       optional external data decoder_model_merged.onnx_data, _data_1, ...
@@ -76,6 +79,10 @@ export interface SynthOptions {
   visionChannels?: number;
   /** Use these weights instead of generating them (dims come from weights.dims). */
   weights?: SynthWeights;
+  /** Fused style: separate RotaryEmbedding nodes instead of GroupQueryAttention's rotary. */
+  rotaryNodes?: boolean;
+  /** Fused style: one packed q/k/v MatMul (`qkv_proj`) feeding GroupQueryAttention's first input. */
+  packedQkv?: boolean;
 }
 
 export interface SynthDims {
@@ -208,10 +215,10 @@ export function resolveDims(o: Partial<SynthOptions>): SynthDims {
   };
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new Error(`head dim ${headDim} must be an even integer`);
   if (heads % kvHeads !== 0) throw new Error(`heads (${heads}) must be a multiple of kvHeads (${kvHeads})`);
-  if (style === 'fused' && headDim % 16 !== 0) {
+  if (style === 'fused' && !o.rotaryNodes && headDim % 16 !== 0) {
     throw new Error(`fused style: head dim ${headDim} must be a multiple of 16 (GroupQueryAttention runs its rotary only then)`);
   }
-  if (style === 'fused' && (headDim / 2) % 8 !== 0) throw new Error(`fused style: cos/sin cache width ${headDim / 2} must be a multiple of 8`);
+  if (style === 'fused' && !o.rotaryNodes && (headDim / 2) % 8 !== 0) throw new Error(`fused style: cos/sin cache width ${headDim / 2} must be a multiple of 8`);
   return d;
 }
 
@@ -393,7 +400,9 @@ export function buildDecomposedDecoder(w: SynthWeights, o: DecoderGraphOptions =
 }
 
 /** The decoder in onnxruntime-genai model-builder style (opset 21 + com.microsoft 1). */
-export function buildFusedDecoder(w: SynthWeights): ModelProto {
+export function buildFusedDecoder(w: SynthWeights, o: { rotaryNodes?: boolean; packedQkv?: boolean } = {}): ModelProto {
+  const rotaryNodes = !!o.rotaryNodes;
+  if (rotaryNodes && o.packedQkv) throw new Error('synthetic fused decoder: packedQkv with rotaryNodes is not written');
   const d = w.dims;
   const { numLayers: L, hidden: H, heads: nH, kvHeads: kvH, headDim: hd, intermediate: I, vocab: V } = d;
   const g = new NamedGraph('genai', '/model');
@@ -436,14 +445,40 @@ export function buildFusedDecoder(w: SynthWeights): ModelProto {
     const pn = `model.layers.${l}`;
     if (l > 0) [normed, residual] = skipNorm(`${Ls}/input_layernorm`, mlpOut, residual, `${pn}.input_layernorm.weight`, lw.inputNorm);
     const A = `${Ls}/attn`;
-    const q = mat(`${A}/q_proj`, normed, `${pn}.attn.q_proj.MatMul.weight`, [H, nH * hd], lw.q);
-    const k = mat(`${A}/k_proj`, normed, `${pn}.attn.k_proj.MatMul.weight`, [H, kvH * hd], lw.k);
-    const v = mat(`${A}/v_proj`, normed, `${pn}.attn.v_proj.MatMul.weight`, [H, kvH * hd], lw.v);
+    let q: string;
+    let k = '';
+    let v = '';
+    if (o.packedQkv) {
+      // Rows of [H, (heads + 2 kv) * hd]: each input feature's q, k and v weights side by side.
+      const qw = nH * hd;
+      const kw = kvH * hd;
+      const packed = new Float32Array(H * (qw + 2 * kw));
+      for (let r = 0; r < H; r++) {
+        const row = r * (qw + 2 * kw);
+        packed.set(lw.q.subarray(r * qw, (r + 1) * qw), row);
+        packed.set(lw.k.subarray(r * kw, (r + 1) * kw), row + qw);
+        packed.set(lw.v.subarray(r * kw, (r + 1) * kw), row + qw + kw);
+      }
+      q = mat(`${A}/qkv_proj`, normed, `${pn}.attn.qkv_proj.MatMul.weight`, [H, qw + 2 * kw], packed);
+    } else {
+      q = mat(`${A}/q_proj`, normed, `${pn}.attn.q_proj.MatMul.weight`, [H, nH * hd], lw.q);
+      k = mat(`${A}/k_proj`, normed, `${pn}.attn.k_proj.MatMul.weight`, [H, kvH * hd], lw.k);
+      v = mat(`${A}/v_proj`, normed, `${pn}.attn.v_proj.MatMul.weight`, [H, kvH * hd], lw.v);
+    }
     const gqaName = `${A}/GroupQueryAttention`;
-    const [attn] = g.add(A, 'GroupQueryAttention', [q, k, v, `past_key_values.${l}.key`, `past_key_values.${l}.value`, seqlensK, totalLen, 'cos_cache', 'sin_cache'], {
+    const rotary = (x: string, which: string): string =>
+      g.op(`${A}/${which}_rotary`, 'RotaryEmbedding', [x, 'position_ids', 'cos_cache', 'sin_cache'], {
+        domain: ms,
+        name: `${A}/${which}_rotary/RotaryEmbedding`,
+        attrs: { interleaved: 0, num_heads: 0, rotary_embedding_dim: 0 },
+      });
+    const qIn = rotaryNodes ? rotary(q, 'q') : q;
+    const kIn = rotaryNodes ? rotary(k, 'k') : k;
+    const caches = rotaryNodes ? [] : ['cos_cache', 'sin_cache'];
+    const [attn] = g.add(A, 'GroupQueryAttention', [qIn, kIn, v, `past_key_values.${l}.key`, `past_key_values.${l}.value`, seqlensK, totalLen, ...caches], {
       domain: ms,
       name: gqaName,
-      attrs: { num_heads: nH, kv_num_heads: kvH, do_rotary: 1, rotary_interleaved: 0, local_window_size: -1, scale: { float: 1 / Math.sqrt(hd) } },
+      attrs: { num_heads: nH, kv_num_heads: kvH, do_rotary: rotaryNodes ? 0 : 1, rotary_interleaved: 0, local_window_size: -1, scale: { float: 1 / Math.sqrt(hd) } },
       outputs: [g.outputName(gqaName, 0), `present.${l}.key`, `present.${l}.value`],
     });
     const attnOut = mat(`${A}/o_proj`, attn, `${pn}.attn.o_proj.MatMul.weight`, [nH * hd, H], lw.o);
@@ -458,7 +493,7 @@ export function buildFusedDecoder(w: SynthWeights): ModelProto {
   const [finalNormed] = skipNorm(`/model/layers.${L}/final_norm_layernorm`, mlpOut, residual, `model.layers.${L}.final_norm_layernorm.weight`, w.finalNorm);
   g.add('/lm_head', 'MatMul', [finalNormed, g.init(f32Initializer('lm_head.MatMul.weight', [H, V], w.lmHead))], { outputs: ['logits'], name: '/lm_head/MatMul' });
 
-  const io = decoderIo(d, false);
+  const io = decoderIo(d, rotaryNodes);
   const graph = makeGraph('main_graph', { node: g.nodes, initializer: g.initializers, ...io });
   return makeModel(graph, { '': 21, [ms]: 1 }, 10);
 }
@@ -504,8 +539,8 @@ export function buildVisionEncoder(w: SynthWeights): ModelProto {
   );
 }
 
-export function buildDecoder(w: SynthWeights, style: SynthStyle, o: DecoderGraphOptions = {}): ModelProto {
-  return style === 'fused' ? buildFusedDecoder(w) : buildDecomposedDecoder(w, o);
+export function buildDecoder(w: SynthWeights, style: SynthStyle, o: DecoderGraphOptions & { rotaryNodes?: boolean; packedQkv?: boolean } = {}): ModelProto {
+  return style === 'fused' ? buildFusedDecoder(w, o) : buildDecomposedDecoder(w, o);
 }
 
 // ---------------------------------------------------------------- packages
@@ -520,12 +555,13 @@ export function writeSynthModel(options: SynthOptions): SynthModel {
   const layout = options.layout ?? (style === 'fused' ? 'genai' : 'optimum');
   const weights = options.weights ?? makeSynthWeights(resolveDims(options), options.seed ?? 1234, options.visionChannels ?? 16);
   const d = weights.dims;
-  if (options.weights) resolveDims({ ...d, style });
+  if (options.weights) resolveDims({ ...d, style, rotaryNodes: options.rotaryNodes });
   const dir = options.dir;
   fs.mkdirSync(dir, { recursive: true });
   const decoder = buildDecoder(weights, style, options);
   const extras = options.extras ?? true;
-  const io: SynthIo = { ...SYNTH_IO, positionIds: style === 'decomposed' ? 'position_ids' : undefined };
+  const withPositions = style === 'decomposed' || !!options.rotaryNodes;
+  const io: SynthIo = { ...SYNTH_IO, positionIds: withPositions ? 'position_ids' : undefined };
   const base: Omit<SynthModel, 'decoderPath' | 'dataFiles'> = { style, layout, dir, weights, dims: d, io };
 
   if (layout === 'single') {
@@ -601,7 +637,7 @@ export function writeSynthModel(options: SynthOptions): SynthModel {
     past_key_names: 'past_key_values.%d.key',
     past_value_names: 'past_key_values.%d.value',
   };
-  if (style === 'decomposed') inputs.position_ids = 'position_ids';
+  if (withPositions) inputs.position_ids = 'position_ids';
   const model: Record<string, unknown> = {
     bos_token_id: 1,
     context_length: d.maxPositions,

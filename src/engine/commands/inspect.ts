@@ -7,6 +7,7 @@ import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
 import { checkPackageConsistency } from '../package/consistency';
 import { openPackage } from '../package/modelPackage';
+import { genaiModel, genaiUnsupported } from '../runtime/genaiFrontend';
 import type { InspectReport, WeightInfo } from '../../protocol/engineApi';
 
 export type { InspectReport };
@@ -34,6 +35,7 @@ export function inspectModel(input: string): InspectReport {
       otherDecoderVariants: pkg.otherDecoderVariants,
       embedTokens: pkg.embedTokens && path.relative(pkg.root, pkg.embedTokens),
       visionEncoder: pkg.visionEncoder && path.relative(pkg.root, pkg.visionEncoder),
+      genai: pkg.layout === 'genai' ? { type: genaiModel(pkg).type, unsupported: genaiUnsupported(pkg) } : undefined,
       files: (pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder), ...pkg.files] : pkg.files).map((f) => ({ path: f, bytes: fs.statSync(path.join(pkg.root, f)).size })),
       externalData: externalLocations(file.model),
       attentionStyle: s.style,
@@ -51,7 +53,7 @@ export function inspectModel(input: string): InspectReport {
         kvIndex: l.kvIndex,
         residualIn: l.residualIn,
         residualOut: l.residualOut,
-        attention: l.attention ? (l.attention.kind === 'probs' ? `softmax ${l.attention.probs}` : `${l.attention.node?.opType} (q/k captured)`) : 'not found',
+        attention: l.attention ? (l.attention.kind === 'probs' ? `softmax ${l.attention.probs}` : `${l.attention.node?.opType} (q/k captured; rotary ${l.attention.rotary === 'nodes' ? 'by RotaryEmbedding nodes' : l.attention.rotary === 'in-attention' ? 'inside the op' : 'none'})`) : 'not found',
         oProj: w(l.oProj),
         downProj: w(l.downProj),
         inputWeights: [...l.attnInputWeights, ...l.mlpInputWeights].map((x) => w(x)!),
@@ -71,6 +73,7 @@ export function formatInspect(r: InspectReport): string {
   lines.push(`  decoder       ${r.decoder} [${r.variant}]${r.externalData.length ? ` + ${r.externalData.join(', ')}` : ''}`);
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);
+  if (r.genai) lines.push(`  genai type    ${r.genai.type || '?'}: ${r.genai.unsupported ? `layers only (${r.genai.unsupported.replace(/^[^:]*: /, '')})` : 'calibration runs its vision and embedding models'}`);
   if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (not pruned)`);
   lines.push(`  attention     ${r.attentionStyle}`);
   lines.push(`  layers        ${r.numLayers}${r.configLayers !== undefined ? ` (config: ${r.configLayers})` : ''}`);

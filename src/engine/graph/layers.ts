@@ -33,6 +33,12 @@ export interface AttentionTap {
   cosCache?: string;
   sinCache?: string;
   rotaryInterleaved?: boolean;
+  /**
+   * Where q and k are rotated: inside the op (do_rotary=1, from its cos/sin caches), by
+   * com.microsoft RotaryEmbedding nodes before it (the op's q and k inputs are rotated), or
+   * nowhere. Either way the op's present key is the rotated key.
+   */
+  rotary?: 'in-attention' | 'nodes' | 'none';
 }
 
 export interface LayerInfo {
@@ -363,6 +369,8 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
   const fused = attnNodes.find((n) => FUSED_ATTENTION.has(n.opType));
   if (fused) {
     const a = (name: string) => fused.attribute.find((x) => x.name === name);
+    const doRotary = a('do_rotary')?.i === 1n;
+    const rotatedBefore = producedThrough(idx, fused.input[0], 'RotaryEmbedding');
     return {
       kind: 'qk',
       node: fused,
@@ -371,7 +379,8 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
       presentKey: fused.output[1] || undefined,
       numHeads: a('num_heads')?.i !== undefined ? Number(a('num_heads')!.i) : undefined,
       kvNumHeads: a('kv_num_heads')?.i !== undefined ? Number(a('kv_num_heads')!.i) : undefined,
-      doRotary: a('do_rotary')?.i === 1n,
+      doRotary,
+      rotary: doRotary ? 'in-attention' : rotatedBefore ? 'nodes' : 'none',
       rotaryInterleaved: a('rotary_interleaved')?.i === 1n,
       cosCache: fused.input[7] || undefined,
       sinCache: fused.input[8] || undefined,
@@ -380,4 +389,17 @@ function findAttentionTap(idx: GraphIndex, attnNodes: NodeProto[]): AttentionTap
   const softmax = attnNodes.filter((n) => n.opType === 'Softmax');
   if (softmax.length === 1) return { kind: 'probs', probs: softmax[0].output[0] };
   return undefined;
+}
+
+/** True when `tensor` comes from an `opType` node, possibly through reshapes (M-RoPE graphs reshape around it). */
+function producedThrough(idx: GraphIndex, tensor: string, opType: string): boolean {
+  let t = tensor;
+  for (let hops = 0; hops < 4; hops++) {
+    const p = idx.producer.get(t);
+    if (!p) return false;
+    if (p.opType === opType) return true;
+    if (p.opType !== 'Reshape' && p.opType !== 'Transpose' && p.opType !== 'Identity' && p.opType !== 'Cast') return false;
+    t = p.input[0];
+  }
+  return false;
 }

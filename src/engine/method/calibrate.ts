@@ -5,6 +5,7 @@
 
 import { CalibSample } from '../data/datasets';
 import { instrumentDecoder, Instrumented } from '../graph/instrument';
+import { AttentionTap } from '../graph/layers';
 import { OnnxFile } from '../onnx/onnxFile';
 import { checkPackageConsistency } from '../package/consistency';
 import { ModelPackage } from '../package/modelPackage';
@@ -84,7 +85,9 @@ export class CalibrationSession {
       runner = await DecoderRunner.fromModel(inst.model, source, { ...opts, optimization: 'basic' }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       let rope;
       const tap = inst.structure.layers[0]?.attention;
-      if (tap?.kind === 'qk') {
+      // Rotary inside the attention op needs its caches; with separate RotaryEmbedding nodes
+      // (or no rotary) the op's query and key inputs are already what it attends with.
+      if (tap?.kind === 'qk' && tap.doRotary) {
         const inits = source.initializerMap();
         const cos = tap.cosCache ? inits.get(tap.cosCache) : undefined;
         const sin = tap.sinCache ? inits.get(tap.sinCache) : undefined;
@@ -140,18 +143,30 @@ export class CalibrationSession {
       const [, heads, , T] = p.dims;
       return headMean(toFloat32(p), heads, S, T, lastKey);
     }
-    if (t.query && t.presentKey && this.rope) {
-      const q = toFloat32(outputs[t.query]);
+    if (t.query && t.presentKey && (this.rope || !a.doRotary)) {
+      const q = queryPart(toFloat32(outputs[t.query]), S, a);
       const k = toFloat32(outputs[t.presentKey]);
       const kvHeads = outputs[t.presentKey].dims[1];
       const headDim = outputs[t.presentKey].dims[3];
       const heads = a.numHeads ?? q.length / S / headDim;
       const scale = a.node?.attribute.find((x) => x.name === 'scale')?.f;
-      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, this.rope.cos, this.rope.sin, this.rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true, lastKey);
+      const rope = this.rope ?? { cos: new Float32Array(0), sin: new Float32Array(0), rotaryDim: headDim };
+      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, rope.cos, rope.sin, rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true, lastKey);
       return headMean(probs, heads, S, probs.length / (heads * S), lastKey);
     }
     throw new Error(`layer ${l}: no attention tap to compute token importance from`);
   }
+}
+
+/** The query part of a fused op's first input: packed [S, (heads + 2 kv) * hd] when its key input is empty. */
+export function queryPart(q: Float32Array, S: number, a: AttentionTap): Float32Array {
+  if (a.key || !a.numHeads || !a.kvNumHeads) return q;
+  const row = q.length / S;
+  const hd = row / (a.numHeads + 2 * a.kvNumHeads);
+  const width = a.numHeads * hd;
+  const out = new Float32Array(S * width);
+  for (let s = 0; s < S; s++) out.set(q.subarray(s * row, s * row + width), s * width);
+  return out;
 }
 
 export class SampleTaps {

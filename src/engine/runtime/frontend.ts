@@ -2,10 +2,12 @@
 // prompt (token ids, which positions hold image features), the prompt pass through a given
 // decoder runner with the feeds the package's runtime builds, and greedy generation through
 // it. One implementation per package runtime; transformers.js packages use their family's
-// own model class (vlmFrontend.ts).
+// own model class (vlmFrontend.ts), onnxruntime-genai packages their own vision and embedding
+// models as genai's pipeline runs them (genaiFrontend.ts).
 
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from './decoderRunner';
+import { GenaiFrontend } from './genaiFrontend';
 import { RuntimeOptions } from './ort';
 import { ChatMessage, Encoded, Generation, Prefill, VlmFrontend } from './vlmFrontend';
 
@@ -22,5 +24,5 @@ export interface Frontend {
 }
 
 export function openFrontend(pkg: ModelPackage, opts?: RuntimeOptions): Promise<Frontend> {
-  return VlmFrontend.open(pkg, opts);
+  return pkg.layout === 'genai' ? GenaiFrontend.open(pkg, opts) : VlmFrontend.open(pkg, opts);
 }

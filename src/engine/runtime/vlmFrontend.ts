@@ -10,9 +10,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
-import { DecoderRunner, StepResult, argmax } from './decoderRunner';
+import { DecoderRunner, StepResult } from './decoderRunner';
 import { Family, FamilyError, imagesFirst, ProcessorOutputs, resolveFamily } from './family';
 import type { Frontend } from './frontend';
+import { greedyAnswer } from './greedy';
 import { Feeds, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 
 type Transformers = typeof import('@huggingface/transformers');
@@ -312,24 +313,19 @@ export class VlmFrontend implements Frontend {
    */
   async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
     return this.routed(runner, [], async () => {
-      const t0 = performance.now();
       let { modelInputs, allIds, genConfig } = this.firstInputs(enc);
-      let { outputs, step } = await this.forward(modelInputs);
-      const t1 = performance.now();
-      const firstLogits = step.lastLogits;
-      const tokens: number[] = [];
-      for (let i = 0; i < maxNewTokens; i++) {
-        const next = argmax(step.lastLogits);
-        if (this.eosIds.includes(next)) break;
-        tokens.push(next);
-        if (this.decode([next]).includes('\n') || i === maxNewTokens - 1) break;
+      let outputs: any;
+      const pass = async () => {
+        const r = await this.forward(modelInputs);
+        outputs = r.outputs;
+        return r.step;
+      };
+      return greedyAnswer(this, pass, (next) => {
         allIds[0].push(BigInt(next));
         modelInputs = this.model._update_model_kwargs_for_generation({ generated_input_ids: [[BigInt(next)]], outputs, model_inputs: modelInputs, is_encoder_decoder: false });
         modelInputs = this.model.prepare_inputs_for_generation(allIds, modelInputs, genConfig);
-        ({ outputs, step } = await this.forward(modelInputs));
-      }
-      const t2 = performance.now();
-      return { tokens, text: this.decode(tokens), firstLogits, prefillMs: t1 - t0, decodeMs: t2 - t1 };
+        return pass();
+      }, maxNewTokens);
     });
   }
 
