@@ -75,7 +75,13 @@ export interface Report {
   format: typeof REPORT_FORMAT;
   createdAt: string;
   model: { root: string; decoder: string; layout: string; style: string; numLayers: number; hiddenSize: number };
-  output: { root: string; numLayers: number; bytes: number };
+  output: {
+    root: string;
+    numLayers: number;
+    bytes: number;
+    /** Each dtype variant of the decoder: calibrated, compensated, layers-only (not compensated) or dropped, and why. */
+    variants?: Array<{ file: string; status: string; note?: string }>;
+  };
   options: PruneOptions;
   calibration: { file?: string; samples: number; tokensMean: number; visualTokensMean: number };
   removed: number[];

@@ -5,13 +5,14 @@
 import * as path from 'path';
 import { EvalItem, normalizeAnswer } from '../../src/engine/data/datasets';
 
-export async function transformersJsAnswers(packageDir: string, items: EvalItem[], maxNewTokens = 3): Promise<string[]> {
+/** `dtype` as transformers.js takes it: one for every file, or per file (`{decoder_model_merged: 'q4'}`). */
+export async function transformersJsAnswers(packageDir: string, items: EvalItem[], maxNewTokens = 3, dtype: string | Record<string, string> = 'fp32'): Promise<string[]> {
   const t = await import('@huggingface/transformers');
   t.env.allowRemoteModels = false;
   t.env.localModelPath = path.dirname(path.resolve(packageDir)) + path.sep;
   const name = path.basename(packageDir);
   const processor: any = await t.AutoProcessor.from_pretrained(name, { local_files_only: true });
-  const model: any = await t.LlavaForConditionalGeneration.from_pretrained(name, { local_files_only: true, dtype: 'fp32' });
+  const model: any = await t.LlavaForConditionalGeneration.from_pretrained(name, { local_files_only: true, dtype: dtype as any });
   try {
     const out: string[] = [];
     for (const item of items) {

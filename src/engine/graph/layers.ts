@@ -227,7 +227,10 @@ export function discoverLayers(graph: GraphProto): DecoderStructure {
   const idx = new GraphIndex(graph);
   const warnings: string[] = [];
   const embeddings = findEmbeddings(graph, idx);
-  const { steps, final, finalNorm: fusedFinalNorm } = residualSteps(idx, embeddings);
+  // A float16 decoder with float32 inputs casts the embeddings first: the stream starts there.
+  const only = idx.consumersOf(embeddings);
+  const start = only.length === 1 && only[0].opType === 'Cast' ? only[0].output[0] : embeddings;
+  const { steps, final, finalNorm: fusedFinalNorm } = residualSteps(idx, start);
   const kv = kvNames(graph);
   const style: AttentionStyle = graph.node.some((n) => FUSED_ATTENTION.has(n.opType) && n.domain === 'com.microsoft') ? 'fused' : 'decomposed';
   if (steps.length < 2 || steps.length % 2 !== 0) {

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
 import { OnnxFile } from '../onnx/onnxFile';
+import { readWeightMatrix } from '../graph/linearWeights';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
 import { LayerReport, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT } from '../../protocol/report';
@@ -139,6 +140,8 @@ export async function pruneWithStats(
   });
   timings.writeSeconds = (Date.now() - t) / 1000;
   report.output.bytes = res.bytes;
+  report.output.variants = res.variants;
+  for (const v of res.variants) if (v.note) report.warnings.push(`${v.file}: ${v.note}`);
   // Timings and the final size are known only now: rewrite the report in place (small file).
   fs.writeFileSync(path.join(res.outDir, 'short-lvlm-report.json'), JSON.stringify(report, null, 1) + '\n');
   return { outDir: res.outDir, report, recipe };
@@ -157,9 +160,9 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
       const buf = Buffer.from(c.basis.float64, 'base64');
       const V = mat(c.basis.rows, c.basis.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
       for (const w of c.weights) {
-        const t = inits.get(w.name);
-        if (!t) throw new Error(`recipe weight ${w.name} is not in the model`);
-        replace.set(w.name, projectWeight(src.tensorFloat64(t), t.dims[0], t.dims[1], V, w.side, w.inOut));
+        if (!inits.has(w.name)) throw new Error(`recipe weight ${w.name} is not in the model`);
+        const W = readWeightMatrix(src, w.name);
+        replace.set(w.name, projectWeight(W.data, W.rows, W.cols, V, w.side, w.inOut));
       }
     }
     return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { 'recipe.json': recipe } });
