@@ -11,6 +11,7 @@ import { encodeModel, DataType, TensorProto } from '../../src/engine/onnx/proto'
 import { dequantLinear, dequantNBits, inferLinearScheme, quantLinear, quantNBits } from '../../src/engine/onnx/quantCodecs';
 import { halfToFloat, floatToHalf } from '../../src/engine/onnx/onnxFile';
 import { Rng } from '../support/prng';
+import { reference4bit } from '../support/quantReference';
 
 const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 };
 
@@ -24,23 +25,6 @@ function matmul64(A: ArrayLike<number>, M: number, K: number, W: ArrayLike<numbe
   const out = new Float64Array(M * N);
   for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) out[m * N + n] += A[m * K + k] * W[k * N + n];
   return out;
-}
-
-/** Independent 4-bit decoder from the contrib-op documentation: low nibble first along K. */
-function reference4bit(packed: Uint8Array, scales: ArrayLike<number>, zp: Uint8Array | undefined, K: number, N: number, block: number): Float64Array {
-  const kBlocks = Math.ceil(K / block);
-  const W = new Float64Array(K * N);
-  for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) {
-      const b = Math.floor(k / block);
-      const byte = packed[n * kBlocks * (block / 2) + b * (block / 2) + Math.floor((k % block) / 2)];
-      const code = k % 2 === 0 ? byte & 15 : byte >> 4;
-      const zrow = Math.ceil(kBlocks / 2);
-      const z = zp ? (b % 2 === 0 ? zp[n * zrow + (b >> 1)] & 15 : zp[n * zrow + (b >> 1)] >> 4) : 8;
-      W[k * N + n] = (code - z) * scales[n * kBlocks + b];
-    }
-  }
-  return W;
 }
 
 async function runGraph(model: ReturnType<typeof makeModel>, feeds: Record<string, ort.Tensor>, optimize = true): Promise<Float32Array> {

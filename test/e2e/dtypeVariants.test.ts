@@ -1,0 +1,175 @@
+// Issue 11, item 4: a package with fp32, q4 (MatMulNBits, block 32) and fp16 decoders, made
+// by tools/quantize from the bundled model, pruned with compensation in one run. Every
+// variant comes out with the same layers removed; the compensated weights reach the q4 and
+// fp16 decoders (checked with an independent 4-bit decoder and float16 rounding bounds);
+// each pruned variant's logits stay as close to the pruned fp32 model's as the original
+// variant's were to the original fp32 model's; transformers.js loads each variant with its
+// dtype and answers as the project's runner does on that variant.
+
+import { before, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { benchModels } from '../../src/engine/bench/evaluate';
+import { evalMessages, loadEval } from '../../src/engine/data/datasets';
+import { discoverLayers } from '../../src/engine/graph/layers';
+import { pruneJob } from '../../src/engine/jobs';
+import { halfToFloat, OnnxFile } from '../../src/engine/onnx/onnxFile';
+import { openPackage } from '../../src/engine/package/modelPackage';
+import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
+import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
+import { Recipe, Report } from '../../src/protocol/report';
+import { writeVariants } from '../../tools/quantize/cli';
+import { reference4bit } from '../support/quantReference';
+import { transformersJsAnswers } from '../support/transformersJs';
+
+const repo = path.resolve(__dirname, '../../..');
+const data = path.join(repo, 'data/tiny-vqa');
+const work = path.join(repo, 'test/.fixtures/dtype-variants');
+const orig = path.join(work, 'tiny-llava');
+const pruned = path.join(work, 'tiny-llava-pruned');
+const REMOVED = [9, 10];
+const SUFFIX = { fp32: '', q4: '_q4', fp16: '_fp16' } as const;
+type Dtype = keyof typeof SUFFIX;
+const decoder = (pkg: string, d: Dtype) => path.join(pkg, 'onnx', `decoder_model_merged${SUFFIX[d]}.onnx`);
+
+before(async () => {
+  fs.rmSync(work, { recursive: true, force: true });
+  fs.mkdirSync(work, { recursive: true });
+  fs.cpSync(path.join(repo, 'models/tiny-llava'), orig, { recursive: true });
+  writeVariants(orig, { q4: true, fp16: true });
+  await pruneJob({ model: orig, calib: path.join(data, 'calib.json'), out: pruned, options: { layers: REMOVED, scp: true, samples: 4 } });
+});
+
+test('fp32, q4 and fp16 decoders are pruned together: same layers removed, config and caches consistent', () => {
+  const cfg = JSON.parse(fs.readFileSync(path.join(pruned, 'config.json'), 'utf8'));
+  assert.equal(cfg.text_config.num_hidden_layers, 16 - REMOVED.length);
+  const report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
+  assert.deepEqual(report.removed, REMOVED);
+  assert.deepEqual(
+    report.output.variants?.map((v) => [v.file, v.status]).sort(),
+    [['onnx/decoder_model_merged.onnx', 'calibrated'], ['onnx/decoder_model_merged_fp16.onnx', 'compensated'], ['onnx/decoder_model_merged_q4.onnx', 'compensated']],
+  );
+  for (const d of Object.keys(SUFFIX) as Dtype[]) {
+    const f = OnnxFile.open(decoder(pruned, d));
+    try {
+      const s = discoverLayers(f.graph);
+      assert.equal(s.layers.length, 14, `${d}: layers`);
+      const past = f.graph.input.filter((v) => v.name.startsWith('past_key_values.')).map((v) => v.name);
+      assert.deepEqual(past, [...Array(14).keys()].flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]), `${d}: cache inputs`);
+    } finally {
+      f.close();
+    }
+  }
+});
+
+test('compensated weights reach the q4 decoder (re-quantised, block 32) and the fp16 decoder; the others keep their bytes', () => {
+  const recipe = JSON.parse(fs.readFileSync(path.join(pruned, 'recipe.json'), 'utf8')) as Recipe;
+  const names = recipe.compensation.flatMap((c) => c.weights.map((w) => w.name));
+  assert.equal(names.length, REMOVED.length, 'one down projection per pair');
+  const open = (p: string) => OnnxFile.open(p);
+  const [o32, p32, oq4, pq4, p16] = [decoder(orig, 'fp32'), decoder(pruned, 'fp32'), decoder(orig, 'q4'), decoder(pruned, 'q4'), decoder(pruned, 'fp16')].map(open);
+  try {
+    const init = (f: OnnxFile, n: string) => {
+      const t = f.initializerMap().get(n);
+      assert.ok(t, `${n} in ${f.filePath}`);
+      return t!;
+    };
+    for (const name of names) {
+      const before = o32.tensorFloat64(init(o32, name));
+      const after = p32.tensorFloat64(init(p32, name));
+      const [K, N] = init(p32, name).dims;
+      let changed = 0;
+      for (let i = 0; i < after.length; i++) changed = Math.max(changed, Math.abs(after[i] - before[i]));
+      assert.ok(changed > 1e-4, `${name} was compensated in fp32`);
+      // q4: dequantised with the independent decoder, within a quantisation step of the fp32 weight.
+      const B = init(pq4, `${name}_Q4`);
+      const scales = pq4.tensorFloat64(init(pq4, `${name}_scales`));
+      const deq = reference4bit(pq4.tensorBytes(B), scales, undefined, K, N, 32);
+      const kBlocks = Math.ceil(K / 32);
+      let err = 0;
+      for (let k = 0; k < K; k++) {
+        for (let n = 0; n < N; n++) {
+          const s = Math.abs(scales[n * kBlocks + Math.floor(k / 32)]);
+          err = Math.max(err, Math.abs(deq[k * N + n] - after[k * N + n]) / s);
+        }
+      }
+      assert.ok(err <= 1 + 1e-6, `${name}: q4 weight within one step of the compensated fp32 weight (${err})`);
+      const deqBefore = reference4bit(oq4.tensorBytes(init(oq4, `${name}_Q4`)), oq4.tensorFloat64(init(oq4, `${name}_scales`)), undefined, K, N, 32);
+      let moved = 0;
+      for (let i = 0; i < deq.length; i++) moved = Math.max(moved, Math.abs(deq[i] - deqBefore[i]));
+      assert.ok(moved > 1e-4, `${name}: the q4 weight changed`);
+      // fp16: the compensated weight rounded to float16.
+      const h = p16.tensorBytes(init(p16, name));
+      const u = new Uint16Array(h.buffer.slice(h.byteOffset, h.byteOffset + h.byteLength));
+      for (let i = 0; i < after.length; i++) {
+        assert.ok(Math.abs(halfToFloat(u[i]) - after[i]) <= 2 ** -11 * Math.abs(after[i]) + 2 ** -25, `${name}[${i}] in fp16`);
+      }
+    }
+    // Every other 4-bit weight of the pruned q4 decoder is byte for byte one of the original's.
+    const origBytes = new Map([...oq4.initializerMap().values()].filter((t) => t.name.endsWith('_Q4')).map((t) => [t.name, Buffer.from(oq4.tensorBytes(t)).toString('base64')]));
+    let same = 0;
+    for (const t of pq4.initializerMap().values()) {
+      if (!t.name.endsWith('_Q4') || names.some((n) => `${n}_Q4` === t.name)) continue;
+      assert.equal(Buffer.from(pq4.tensorBytes(t)).toString('base64'), origBytes.get(t.name), `${t.name} unchanged`);
+      same++;
+    }
+    assert.equal(same, 14 * 7 - names.length + 1, 'every other linear weight (and lm_head) kept');
+  } finally {
+    for (const f of [o32, p32, oq4, pq4, p16]) f.close();
+  }
+});
+
+test('each pruned variant is as close to the pruned fp32 model as the original variant was to the original fp32 model', async () => {
+  const items = loadEval(path.join(data, 'eval.jsonl'), 6);
+  const fe = await VlmFrontend.open(openPackage(orig));
+  const runners = new Map<string, DecoderRunner>();
+  const runnerOf = async (pkg: string, d: Dtype) => {
+    const key = `${pkg}:${d}`;
+    if (!runners.has(key)) runners.set(key, await DecoderRunner.fromFile(decoder(pkg, d)));
+    return runners.get(key)!;
+  };
+  // Relative L2 distance of two logit vectors, averaged over the items.
+  const rel = (a: Float32Array, b: Float32Array) => {
+    let d = 0;
+    let n = 0;
+    for (let i = 0; i < a.length; i++) {
+      d += (a[i] - b[i]) ** 2;
+      n += a[i] ** 2;
+    }
+    return Math.sqrt(d / n) / items.length;
+  };
+  try {
+    const diff = { q4: { orig: 0, pruned: 0 }, fp16: { orig: 0, pruned: 0 } };
+    let removal = 0;
+    for (const item of items) {
+      const enc = await fe.encode(evalMessages(item), item.image, true);
+      const logits = async (pkg: string, d: Dtype) => (await (await runnerOf(pkg, d)).step(enc.embeds, enc.seqLen)).lastLogits;
+      const [o32, p32] = [await logits(orig, 'fp32'), await logits(pruned, 'fp32')];
+      removal += rel(o32, p32);
+      for (const d of ['q4', 'fp16'] as const) {
+        diff[d].orig += rel(o32, await logits(orig, d));
+        diff[d].pruned += rel(p32, await logits(pruned, d));
+      }
+    }
+    // Measured on 6 items: q4 0.07 (original) / 0.07 (pruned), fp16 0.0003 / 0.0003, while
+    // removing layers 9 and 10 moves the fp32 logits by 0.2. A variant pruned differently
+    // (other layers, no or wrong compensation) would sit at the removal's distance instead.
+    for (const d of ['q4', 'fp16'] as const) {
+      assert.ok(diff[d].pruned <= 1.5 * diff[d].orig + 1e-3, `${d}: pruned ${diff[d].pruned} vs original ${diff[d].orig}`);
+      assert.ok(removal > 2 * diff[d].pruned, `${d}: removing layers (${removal}) moves the logits more than ${d} rounding (${diff[d].pruned})`);
+    }
+  } finally {
+    for (const r of runners.values()) await r.dispose();
+    await fe.dispose();
+  }
+});
+
+test('transformers.js loads every pruned variant with its dtype and answers as our runner does on it', async () => {
+  const items = loadEval(path.join(data, 'eval.jsonl'), 8);
+  for (const d of Object.keys(SUFFIX) as Dtype[]) {
+    const [ours] = await benchModels([decoder(pruned, d)], items);
+    const theirs = await transformersJsAnswers(pruned, items, 3, { decoder_model_merged: d, embed_tokens: 'fp32', vision_encoder: 'fp32' });
+    assert.deepEqual(theirs, ours.answers.map((a) => a.predicted), `${d}`);
+  }
+});
