@@ -129,16 +129,7 @@ test('each pruned variant is as close to the pruned fp32 model as the original v
     if (!runners.has(key)) runners.set(key, await DecoderRunner.fromFile(decoder(pkg, d)));
     return runners.get(key)!;
   };
-  // Relative L2 distance of two logit vectors, averaged over the items.
-  const rel = (a: Float32Array, b: Float32Array) => {
-    let d = 0;
-    let n = 0;
-    for (let i = 0; i < a.length; i++) {
-      d += (a[i] - b[i]) ** 2;
-      n += a[i] ** 2;
-    }
-    return Math.sqrt(d / n) / items.length;
-  };
+  const rel = (x: Float32Array, y: Float32Array) => relL2(x, y) / items.length;
   try {
     const diff = { q4: { orig: 0, pruned: 0 }, fp16: { orig: 0, pruned: 0 } };
     let removal = 0;
@@ -173,3 +164,65 @@ test('transformers.js loads every pruned variant with its dtype and answers as o
     assert.deepEqual(theirs, ours.answers.map((a) => a.predicted), `${d}`);
   }
 });
+
+test('without an fp32 decoder, calibration runs on fp16, or on q4 when that is all; compensation follows', async () => {
+  const fp32Report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
+  const cases: Array<{ keep: Dtype[]; calibrated: Dtype; tol: number }> = [
+    // Feature gaps measured in fp16 differ from fp32's by ~3e-6, in q4 (weights rounded) by ~2e-4.
+    { keep: ['fp16', 'q4'], calibrated: 'fp16', tol: 1e-4 },
+    { keep: ['q4'], calibrated: 'q4', tol: 2e-3 },
+  ];
+  for (const c of cases) {
+    const dir = path.join(work, `only-${c.keep.join('-')}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.cpSync(orig, dir, { recursive: true });
+    for (const d of Object.keys(SUFFIX) as Dtype[]) if (!c.keep.includes(d)) fs.rmSync(decoder(dir, d));
+    const out = `${dir}-pruned`;
+    await pruneJob({ model: dir, calib: path.join(data, 'calib.json'), out, overwrite: true, options: { layers: REMOVED, scp: true, samples: 4 } });
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'short-lvlm-report.json'), 'utf8')) as Report;
+    assert.equal(report.model.decoder, path.relative(dir, decoder(dir, c.calibrated)));
+    assert.deepEqual(report.output.variants?.map((v) => v.status), ['calibrated', ...c.keep.filter((d) => d !== c.calibrated).map(() => 'compensated')]);
+    report.pairs.forEach((p, i) => {
+      const want = fp32Report.pairs[i];
+      assert.equal(p.partner, want.partner);
+      assert.ok(Math.abs(p.gapBefore.cosine - want.gapBefore.cosine) < c.tol, `${c.calibrated}: gap before ${p.gapBefore.cosine} vs fp32 ${want.gapBefore.cosine}`);
+      assert.ok(Math.abs(p.gapAfter!.cosine - want.gapAfter!.cosine) < c.tol, `${c.calibrated}: gap after ${p.gapAfter!.cosine} vs fp32 ${want.gapAfter!.cosine}`);
+    });
+    for (const d of c.keep) {
+      const f = OnnxFile.open(decoder(out, d));
+      assert.equal(discoverLayers(f.graph).layers.length, 14);
+      f.close();
+    }
+  }
+  // The q4-only package's pruned q4 decoder (compensated from dequantised weights) is a q4
+  // rounding away from the pruned fp32 model, as the fp32-calibrated q4 is.
+  const items = loadEval(path.join(data, 'eval.jsonl'), 6);
+  const fe = await VlmFrontend.open(openPackage(orig));
+  const a = await DecoderRunner.fromFile(decoder(pruned, 'fp32'));
+  const b = await DecoderRunner.fromFile(decoder(`${path.join(work, 'only-q4')}-pruned`, 'q4'));
+  const c = await DecoderRunner.fromFile(decoder(pruned, 'q4'));
+  try {
+    let fromQ4 = 0;
+    let fromFp32 = 0;
+    for (const item of items) {
+      const enc = await fe.encode(evalMessages(item), item.image, true);
+      const [la, lb, lc] = [await a.step(enc.embeds, enc.seqLen), await b.step(enc.embeds, enc.seqLen), await c.step(enc.embeds, enc.seqLen)].map((s) => s.lastLogits);
+      fromQ4 += relL2(la, lb) / items.length;
+      fromFp32 += relL2(la, lc) / items.length;
+    }
+    assert.ok(fromQ4 <= 1.5 * fromFp32 + 1e-3, `q4-calibrated ${fromQ4} vs fp32-calibrated ${fromFp32}`);
+  } finally {
+    for (const r of [a, b, c]) await r.dispose();
+    await fe.dispose();
+  }
+});
+
+function relL2(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += a[i] ** 2;
+  }
+  return Math.sqrt(d / n);
+}
