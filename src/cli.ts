@@ -151,7 +151,10 @@ async function main(argv: string[]): Promise<number> {
       { onProgress: stderrProgress(values.quiet) },
     );
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+    else {
+      process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+      for (const v of r.variants ?? []) if (r.variants!.length > 1 || v.note) process.stdout.write(`  ${v.file}: ${v.status}${v.note ? ` (${v.note})` : ''}\n`);
+    }
     return 0;
   }
   if (command === 'bench') {

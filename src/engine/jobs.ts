@@ -8,7 +8,7 @@ import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
 import { openPackage } from './package/modelPackage';
-import { writePrunedPackage } from './package/writePackage';
+import { VariantOutcome, writePrunedPackage } from './package/writePackage';
 import { PruneOptions, Recipe } from '../protocol/report';
 
 export interface PruneArgs {
@@ -30,6 +30,8 @@ export interface PruneSummary {
   scp: boolean;
   report?: string;
   seconds: number;
+  /** Decoder dtype variants written (or dropped), with notes where compensation was not carried over. */
+  variants?: VariantOutcome[];
 }
 
 export function defaultOutDir(root: string, tag: string): string {
@@ -44,7 +46,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const out = a.out ?? defaultOutDir(pkg.root, `recipe-l${recipe.removed.join('-')}`);
     const r = applyRecipe(pkg, recipe, { outDir: out, overwrite: a.overwrite });
     const L = r.numLayers + r.removed.length;
-    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'recipe', scp: recipe.compensation.length > 0, seconds: (Date.now() - started) / 1000 };
+    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'recipe', scp: recipe.compensation.length > 0, seconds: (Date.now() - started) / 1000, variants: r.variants };
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
@@ -54,7 +56,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const out = a.out ?? defaultOutDir(pkg.root, `l${o.layers!.join('-')}`);
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
     const L = r.numLayers + r.removed.length;
-    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'manual', scp: false, seconds: (Date.now() - started) / 1000 };
+    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'manual', scp: false, seconds: (Date.now() - started) / 1000, variants: r.variants };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const samples = loadCalibration(a.calib, o.samples);
@@ -78,6 +80,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
       scp: o.scp,
       report: path.join(res.outDir, 'short-lvlm-report.json'),
       seconds: (Date.now() - started) / 1000,
+      variants: res.report.output.variants as VariantOutcome[] | undefined,
     };
   } finally {
     await cs.dispose();

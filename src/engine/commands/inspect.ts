@@ -110,7 +110,7 @@ export function formatInspect(r: InspectReport): string {
   lines.push(`  decoder       ${r.decoder} [${r.variant}]${r.externalData.length ? ` + ${r.externalData.join(', ')}` : ''}`);
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);
-  if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (not pruned)`);
+  if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (pruned together with it)`);
   lines.push(`  attention     ${r.attentionStyle}`);
   lines.push(`  layers        ${r.numLayers}${r.configLayers !== undefined ? ` (config: ${r.configLayers})` : ''}`);
   lines.push(`  hidden size   ${r.hiddenSize ?? '?'}, heads ${r.numHeads ?? '?'}, kv heads ${r.numKvHeads ?? '?'}, vocab ${r.vocabSize ?? '?'}`);
