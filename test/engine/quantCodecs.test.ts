@@ -8,10 +8,10 @@ import * as assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { floatTensor, makeGraph, makeModel, makeNode, makeValueInfo } from '../../src/engine/onnx/builder';
 import { encodeModel, DataType, TensorProto } from '../../src/engine/onnx/proto';
-import { dequantLinear, dequantNBits, inferLinearScheme, quantLinear, quantNBits } from '../../src/engine/onnx/quantCodecs';
+import { dequantBnb4, dequantLinear, dequantNBits, FP4_TABLE, inferLinearScheme, NF4_TABLE, quantBnb4, quantLinear, quantNBits } from '../../src/engine/onnx/quantCodecs';
 import { halfToFloat, floatToHalf } from '../../src/engine/onnx/onnxFile';
 import { Rng } from '../support/prng';
-import { reference4bit } from '../support/quantReference';
+import { reference4bit, referenceBnb4 } from '../support/quantReference';
 
 const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 };
 
@@ -120,5 +120,37 @@ for (const [signed, axis] of [[true, 1], [false, undefined], [false, 1]] as cons
     const A = new Rng(5).float32(M * K, 1);
     const y = await runGraph(makeModel(g, { '': 17 }), { A: new ort.Tensor('float32', A, [M, K]) }, false);
     assert.ok(maxRelDiff(y, matmul64(A, M, K, ref, N)) < 1e-5, `max relative difference ${maxRelDiff(y, matmul64(A, M, K, ref, N))} ${Array.from(y.slice(0, 4))} ${Array.from(matmul64(A, M, K, ref, N).slice(0, 4))}`);
+  });
+}
+
+for (const nf4 of [true, false]) {
+  test(`MatMulBnb4 ${nf4 ? 'NF4' : 'FP4'} block 64: onnxruntime agrees with the float64 reference; values land on the nearest table entry`, async () => {
+    const K = 48;
+    const N = 20; // K * N not a multiple of the block: the last block is short
+    const M = 2;
+    const W = randomMatrix(K, N, 13);
+    const layout = { K, N, blockSize: 64, quantType: nf4 ? 1 : 0 };
+    const q = quantBnb4(layout, W);
+    const ref = referenceBnb4(q.packed, q.absmax, K, N, 64, nf4);
+    const mine = dequantBnb4(layout, q.packed, q.absmax);
+    assert.ok(mine.every((x, i) => Math.abs(x - ref[i]) <= 1e-6 * Math.max(...q.absmax)), 'codec decoder = reference decoder (float32 tables)');
+    // Nearest entry: no other table value times the block's absmax is closer to the weight.
+    const table = (nf4 ? NF4_TABLE : FP4_TABLE).map((t) => t);
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) {
+        const m = q.absmax[Math.floor((n * K + k) / 64)];
+        const best = Math.min(...table.map((t) => Math.abs(t * m - W[k * N + n])));
+        assert.ok(Math.abs(ref[k * N + n] - W[k * N + n]) <= best + 1e-6 * m, `(${k}, ${n}) nearest`);
+      }
+    }
+    const g = makeGraph('bnb4', {
+      node: [makeNode('MatMulBnb4', ['A', 'B', 'absmax'], ['Y'], { domain: 'com.microsoft', attrs: { K, N, block_size: 64, quant_type: nf4 ? 1 : 0 } })],
+      initializer: [{ name: 'B', dataType: DataType.UINT8, dims: [q.packed.length], rawData: q.packed, unknown: [] }, floatTensor('absmax', [q.absmax.length], q.absmax)],
+      input: [makeValueInfo('A', DataType.FLOAT, [M, K])],
+      output: [makeValueInfo('Y', DataType.FLOAT, [M, N])],
+    });
+    const A = new Rng(9).float32(M * K, 1);
+    const y = await runGraph(makeModel(g, { '': 17, 'com.microsoft': 1 }), { A: new ort.Tensor('float32', A, [M, K]) });
+    assert.ok(maxRelDiff(y, matmul64(A, M, K, ref, N)) < 1e-5, `max relative difference ${maxRelDiff(y, matmul64(A, M, K, ref, N))}`);
   });
 }

@@ -9,7 +9,7 @@
 
 import { bytesToFloat32, float32ToBytes, OnnxFile } from '../onnx/onnxFile';
 import { attrInt, DataType, GraphProto, NodeProto, TensorProto } from '../onnx/proto';
-import { dequantLinear, dequantNBits, inferLinearScheme, NBitsLayout, quantLinear, quantNBits } from '../onnx/quantCodecs';
+import { Bnb4Layout, dequantBnb4, dequantLinear, dequantNBits, inferLinearScheme, NBitsLayout, quantBnb4, quantLinear, quantNBits } from '../onnx/quantCodecs';
 import { GraphIndex } from './graphIndex';
 import { DecoderStructure, LayerInfo } from './layers';
 
@@ -55,7 +55,7 @@ export function describeLinear(idx: GraphIndex, inits: Map<string, TensorProto>,
   }
   if (n.opType === 'MatMulBnb4') {
     const b = init(n.input[1]);
-    return b ? { node: n, scheme: 'bnb4', K: attrInt(n, 'K')!, N: attrInt(n, 'N')!, key: b.name } : undefined;
+    return b ? { node: n, scheme: 'bnb4', K: attrInt(n, 'K')!, N: attrInt(n, 'N')!, key: b.name, scales: n.input[2] } : undefined;
   }
   if (n.opType === 'MatMulInteger') {
     const w = init(n.input[1]);
@@ -175,9 +175,13 @@ export function readLinear(file: OnnxFile, w: LinearWeight): Float64Array {
       if (!w.scales) throw new Error(`${w.node.name || w.node.opType}: the weight's scale was not found`);
       return dequantLinear(ints(file, t), w.K, w.N, file.tensorFloat64(tensorOf(file, w.scales)), zp, w.axis);
     }
-    default:
-      throw new Error(`${w.node.name || w.node.opType}: ${w.scheme} weights cannot be read yet`);
+    case 'bnb4':
+      return dequantBnb4(bnb4Layout(w), file.tensorBytes(t), file.tensorFloat64(tensorOf(file, w.scales!)));
   }
+}
+
+function bnb4Layout(w: LinearWeight): Bnb4Layout {
+  return { K: w.K, N: w.N, blockSize: attrInt(w.node, 'block_size')!, quantType: attrInt(w.node, 'quant_type', 0)! };
 }
 
 export function transpose(v: Float64Array, rows: number, cols: number): Float64Array {
@@ -237,8 +241,11 @@ export function encodeLinear(file: OnnxFile, w: LinearWeight, W: Float64Array): 
       if (zpT) out.push(withBytes(zpT, intBytes(q.zp, zpT.dataType)));
       return out;
     }
-    default:
-      throw new NotRequantisable(`${w.scheme} (${w.node.opType}) re-quantisation is not implemented`);
+    case 'bnb4': {
+      const aT = tensorOf(file, w.scales!);
+      const q = quantBnb4(bnb4Layout(w), W, roundTo(aT.dataType));
+      return [withBytes(t, q.packed), withBytes(aT, float32ToBytes(q.absmax, aT.dataType))];
+    }
   }
 }
 
@@ -252,7 +259,7 @@ export function exclusiveTensors(idx: GraphIndex, w: LinearWeight): boolean {
  * says: [K, N], except a float weight stored transposed and a MatMulNBits weight ([N, K]).
  */
 export function storedAsNK(w: LinearWeight): boolean {
-  return w.scheme === 'nbits' || w.scheme === 'bnb4' || (w.scheme === 'float' && w.transposed === true);
+  return w.scheme === 'nbits' || (w.scheme === 'float' && w.transposed === true);
 }
 
 /** The linear weight whose WeightRef name is `key`, looked up in the whole graph. */

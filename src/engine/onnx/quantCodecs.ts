@@ -217,3 +217,64 @@ export function quantLinear(W: Float64Array, rows: number, cols: number, s: Line
   }
   return { q, scale, zp };
 }
+
+// ---------------------------------------------------------------- bnb4 (MatMulBnb4)
+// The transposed weight ([N, K], row-major) is flattened and cut into blocks of block_size
+// values; each block stores its largest magnitude (absmax) and one 4-bit code per value,
+// two codes per byte, the first in the high nibble. Value = table[code] * absmax, with the
+// FP4 (quant_type 0) or NF4 (quant_type 1) table.
+
+export const FP4_TABLE = [0, 0.0052083333333, 0.66666667, 1, 0.33333333, 0.5, 0.16666667, 0.25, -0, -0.0052083333333, -0.66666667, -1, -0.33333333, -0.5, -0.16666667, -0.25].map(Math.fround);
+export const NF4_TABLE = [
+  -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0,
+  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
+].map(Math.fround);
+
+export interface Bnb4Layout {
+  K: number;
+  N: number;
+  blockSize: number;
+  /** 0: FP4, 1: NF4. */
+  quantType: number;
+}
+
+function bnb4Table(quantType: number): number[] {
+  if (quantType === 0) return FP4_TABLE;
+  if (quantType === 1) return NF4_TABLE;
+  throw new Error(`MatMulBnb4: quant_type ${quantType} is neither FP4 (0) nor NF4 (1)`);
+}
+
+/** MatMulBnb4 weight as a float64 [K, N] matrix. */
+export function dequantBnb4(l: Bnb4Layout, packed: Uint8Array, absmax: ArrayLike<number>): Float64Array {
+  const table = bnb4Table(l.quantType);
+  const numel = l.K * l.N;
+  if (packed.length !== Math.ceil(numel / 2)) throw new Error(`MatMulBnb4: B has ${packed.length} bytes, expected ${Math.ceil(numel / 2)}`);
+  if (absmax.length !== Math.ceil(numel / l.blockSize)) throw new Error(`MatMulBnb4: ${absmax.length} absmax values, expected ${Math.ceil(numel / l.blockSize)}`);
+  const W = new Float64Array(numel);
+  for (let i = 0; i < numel; i++) {
+    // Flat index i of the transposed weight: n = i / K, k = i % K.
+    const code = i % 2 === 0 ? packed[i >> 1] >> 4 : packed[i >> 1] & 15;
+    W[(i % l.K) * l.N + Math.floor(i / l.K)] = table[code] * absmax[Math.floor(i / l.blockSize)];
+  }
+  return W;
+}
+
+/** Quantises a [K, N] matrix for MatMulBnb4: per block absmax, nearest table entry. */
+export function quantBnb4(l: Bnb4Layout, W: Float64Array, roundScale: (x: number) => number = Math.fround): { packed: Uint8Array; absmax: Float64Array } {
+  const table = bnb4Table(l.quantType);
+  const numel = l.K * l.N;
+  const flat = (i: number) => W[(i % l.K) * l.N + Math.floor(i / l.K)];
+  const absmax = new Float64Array(Math.ceil(numel / l.blockSize));
+  for (let i = 0; i < numel; i++) absmax[Math.floor(i / l.blockSize)] = Math.max(absmax[Math.floor(i / l.blockSize)], Math.abs(flat(i)));
+  for (let b = 0; b < absmax.length; b++) absmax[b] = roundScale(absmax[b]);
+  const packed = new Uint8Array(Math.ceil(numel / 2));
+  for (let i = 0; i < numel; i++) {
+    const m = absmax[Math.floor(i / l.blockSize)];
+    const x = m ? flat(i) / m : 0;
+    let best = 0;
+    for (let c = 1; c < 16; c++) if (Math.abs(table[c] - x) < Math.abs(table[best] - x)) best = c;
+    if (l.quantType === 0 && x < 0 && table[best] === 0) best = 8; // FP4 keeps the sign of a negative zero code
+    packed[i >> 1] |= i % 2 === 0 ? best << 4 : best;
+  }
+  return { packed, absmax };
+}
