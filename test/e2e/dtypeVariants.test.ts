@@ -1,7 +1,8 @@
-// Issue 11, item 4: a package with fp32, q4 (MatMulNBits, block 32) and fp16 decoders, made
-// by tools/quantize from the bundled model, pruned with compensation in one run. Every
-// variant comes out with the same layers removed; the compensated weights reach the q4 and
-// fp16 decoders (checked with an independent 4-bit decoder and float16 rounding bounds);
+// Issue 11, item 4: a package with all eight decoder dtypes transformers.js loads (fp32, fp16,
+// q4 and q4f16 with MatMulNBits block 32, quantized/int8/uint8 with MatMulInteger, bnb4),
+// made by tools/quantize from the bundled model, pruned with compensation in one run. Every
+// variant comes out with the same layers removed; the compensated weights reach the q4, bnb4,
+// uint8 and fp16 decoders (checked with independent decoders and rounding bounds);
 // each pruned variant's logits stay as close to the pruned fp32 model's as the original
 // variant's were to the original fp32 model's; transformers.js loads each variant with its
 // dtype and answers as the project's runner does on that variant.
@@ -20,7 +21,7 @@ import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
 import { Recipe, Report } from '../../src/protocol/report';
 import { writeVariants } from '../../tools/quantize/cli';
-import { reference4bit } from '../support/quantReference';
+import { reference4bit, referenceBnb4 } from '../support/quantReference';
 import { transformersJsAnswers } from '../support/transformersJs';
 
 const repo = path.resolve(__dirname, '../../..');
@@ -29,26 +30,27 @@ const work = path.join(repo, 'test/.fixtures/dtype-variants');
 const orig = path.join(work, 'tiny-llava');
 const pruned = path.join(work, 'tiny-llava-pruned');
 const REMOVED = [9, 10];
-const SUFFIX = { fp32: '', q4: '_q4', fp16: '_fp16' } as const;
+const SUFFIX = { fp32: '', q4: '_q4', fp16: '_fp16', q4f16: '_q4f16', quantized: '_quantized', int8: '_int8', uint8: '_uint8', bnb4: '_bnb4' } as const;
 type Dtype = keyof typeof SUFFIX;
+const QUANTISED = (Object.keys(SUFFIX) as Dtype[]).filter((d) => d !== 'fp32');
 const decoder = (pkg: string, d: Dtype) => path.join(pkg, 'onnx', `decoder_model_merged${SUFFIX[d]}.onnx`);
 
 before(async () => {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
   fs.cpSync(path.join(repo, 'models/tiny-llava'), orig, { recursive: true });
-  writeVariants(orig, { q4: true, fp16: true });
+  writeVariants(orig, ['q4', 'fp16', 'q4f16', 'quantized', 'int8', 'uint8', 'bnb4']);
   await pruneJob({ model: orig, calib: path.join(data, 'calib.json'), out: pruned, options: { layers: REMOVED, scp: true, samples: 4 } });
 });
 
-test('fp32, q4 and fp16 decoders are pruned together: same layers removed, config and caches consistent', () => {
+test('all eight dtype variants are pruned together: same layers removed, config and caches consistent', () => {
   const cfg = JSON.parse(fs.readFileSync(path.join(pruned, 'config.json'), 'utf8'));
   assert.equal(cfg.text_config.num_hidden_layers, 16 - REMOVED.length);
   const report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
   assert.deepEqual(report.removed, REMOVED);
   assert.deepEqual(
     report.output.variants?.map((v) => [v.file, v.status]).sort(),
-    [['onnx/decoder_model_merged.onnx', 'calibrated'], ['onnx/decoder_model_merged_fp16.onnx', 'compensated'], ['onnx/decoder_model_merged_q4.onnx', 'compensated']],
+    (Object.keys(SUFFIX) as Dtype[]).map((d) => [path.relative(orig, decoder(orig, d)), d === 'fp32' ? 'calibrated' : 'compensated']).sort(),
   );
   for (const d of Object.keys(SUFFIX) as Dtype[]) {
     const f = OnnxFile.open(decoder(pruned, d));
@@ -63,12 +65,12 @@ test('fp32, q4 and fp16 decoders are pruned together: same layers removed, confi
   }
 });
 
-test('compensated weights reach the q4 decoder (re-quantised, block 32) and the fp16 decoder; the others keep their bytes', () => {
+test('compensated weights reach the q4 (block 32), bnb4, uint8 and fp16 decoders, re-encoded in their schemes; other q4 weights keep their bytes', () => {
   const recipe = JSON.parse(fs.readFileSync(path.join(pruned, 'recipe.json'), 'utf8')) as Recipe;
   const names = recipe.compensation.flatMap((c) => c.weights.map((w) => w.name));
   assert.equal(names.length, REMOVED.length, 'one down projection per pair');
   const open = (p: string) => OnnxFile.open(p);
-  const [o32, p32, oq4, pq4, p16] = [decoder(orig, 'fp32'), decoder(pruned, 'fp32'), decoder(orig, 'q4'), decoder(pruned, 'q4'), decoder(pruned, 'fp16')].map(open);
+  const [o32, p32, oq4, pq4, p16, pbnb, pu8] = [decoder(orig, 'fp32'), decoder(pruned, 'fp32'), decoder(orig, 'q4'), decoder(pruned, 'q4'), decoder(pruned, 'fp16'), decoder(pruned, 'bnb4'), decoder(pruned, 'uint8')].map(open);
   try {
     const init = (f: OnnxFile, n: string) => {
       const t = f.initializerMap().get(n);
@@ -99,6 +101,17 @@ test('compensated weights reach the q4 decoder (re-quantised, block 32) and the 
       let moved = 0;
       for (let i = 0; i < deq.length; i++) moved = Math.max(moved, Math.abs(deq[i] - deqBefore[i]));
       assert.ok(moved > 1e-4, `${name}: the q4 weight changed`);
+      // bnb4 (NF4, block 64): within half the widest gap of the NF4 table (-1 to -0.696) times the block's absmax.
+      const absmax = pbnb.tensorFloat64(init(pbnb, `${name}_absmax`));
+      const bnb = referenceBnb4(pbnb.tensorBytes(init(pbnb, `${name}_Bnb4`)), absmax, K, N, 64, true);
+      for (let k = 0; k < K; k++) {
+        for (let n = 0; n < N; n++) assert.ok(Math.abs(bnb[k * N + n] - after[k * N + n]) <= 0.152 * absmax[Math.floor((n * K + k) / 64)] + 1e-7, `${name} bnb4 (${k}, ${n})`);
+      }
+      // uint8 (asymmetric, per tensor): (q - zero point) * scale within half a step.
+      const scale = pu8.tensorFloat64(init(pu8, `${name}_scale`))[0];
+      const zp = pu8.tensorBytes(init(pu8, `${name}_zero_point`))[0];
+      const q8 = pu8.tensorBytes(init(pu8, `${name}_quantized`));
+      for (let i = 0; i < after.length; i++) assert.ok(Math.abs((q8[i] - zp) * scale - after[i]) <= scale / 2 + 1e-7, `${name} uint8 [${i}]`);
       // fp16: the compensated weight rounded to float16.
       const h = p16.tensorBytes(init(p16, name));
       const u = new Uint16Array(h.buffer.slice(h.byteOffset, h.byteOffset + h.byteLength));
@@ -116,12 +129,12 @@ test('compensated weights reach the q4 decoder (re-quantised, block 32) and the 
     }
     assert.equal(same, 14 * 7 - names.length + 1, 'every other linear weight (and lm_head) kept');
   } finally {
-    for (const f of [o32, p32, oq4, pq4, p16]) f.close();
+    for (const f of [o32, p32, oq4, pq4, p16, pbnb, pu8]) f.close();
   }
 });
 
 test('each pruned variant is as close to the pruned fp32 model as the original variant was to the original fp32 model', async () => {
-  const items = loadEval(path.join(data, 'eval.jsonl'), 6);
+  const items = loadEval(path.join(data, 'eval.jsonl'), 4);
   const fe = await VlmFrontend.open(openPackage(orig));
   const runners = new Map<string, DecoderRunner>();
   const runnerOf = async (pkg: string, d: Dtype) => {
@@ -131,24 +144,26 @@ test('each pruned variant is as close to the pruned fp32 model as the original v
   };
   const rel = (x: Float32Array, y: Float32Array) => relL2(x, y) / items.length;
   try {
-    const diff = { q4: { orig: 0, pruned: 0 }, fp16: { orig: 0, pruned: 0 } };
+    const diff = Object.fromEntries(QUANTISED.map((d) => [d, { orig: 0, pruned: 0 }]));
     let removal = 0;
     for (const item of items) {
       const enc = await fe.encode(evalMessages(item), item.image, true);
       const logits = async (pkg: string, d: Dtype) => (await (await runnerOf(pkg, d)).step(enc.embeds, enc.seqLen)).lastLogits;
       const [o32, p32] = [await logits(orig, 'fp32'), await logits(pruned, 'fp32')];
       removal += rel(o32, p32);
-      for (const d of ['q4', 'fp16'] as const) {
+      for (const d of QUANTISED) {
         diff[d].orig += rel(o32, await logits(orig, d));
         diff[d].pruned += rel(p32, await logits(pruned, d));
       }
     }
-    // Measured on 6 items: q4 0.07 (original) / 0.07 (pruned), fp16 0.0003 / 0.0003, while
-    // removing layers 9 and 10 moves the fp32 logits by 0.2. A variant pruned differently
-    // (other layers, no or wrong compensation) would sit at the removal's distance instead.
-    for (const d of ['q4', 'fp16'] as const) {
-      assert.ok(diff[d].pruned <= 1.5 * diff[d].orig + 1e-3, `${d}: pruned ${diff[d].pruned} vs original ${diff[d].orig}`);
-      assert.ok(removal > 2 * diff[d].pruned, `${d}: removing layers (${removal}) moves the logits more than ${d} rounding (${diff[d].pruned})`);
+    // Measured on 4 items (relative L2 of the logits): removing layers 9 and 10 moves the fp32
+    // logits by 0.31; each variant sits at its own rounding distance before and after pruning
+    // (q4 / q4f16 / bnb4 0.09 -> 0.08-0.10, 8-bit 0.010 -> 0.010-0.015, fp16 0.0004 -> 0.0004).
+    // A variant pruned differently (other layers, compensation missing or misplaced) would sit
+    // near the removal's distance instead.
+    for (const d of QUANTISED) {
+      assert.ok(diff[d].pruned <= 2 * diff[d].orig + 1e-3, `${d}: pruned ${diff[d].pruned} vs original ${diff[d].orig}`);
+      assert.ok(removal > 2.5 * diff[d].pruned, `${d}: removing layers (${removal}) moves the logits more than ${d} rounding (${diff[d].pruned})`);
     }
   } finally {
     for (const r of runners.values()) await r.dispose();
@@ -157,7 +172,7 @@ test('each pruned variant is as close to the pruned fp32 model as the original v
 });
 
 test('transformers.js loads every pruned variant with its dtype and answers as our runner does on it', async () => {
-  const items = loadEval(path.join(data, 'eval.jsonl'), 8);
+  const items = loadEval(path.join(data, 'eval.jsonl'), 6);
   for (const d of Object.keys(SUFFIX) as Dtype[]) {
     const [ours] = await benchModels([decoder(pruned, d)], items);
     const theirs = await transformersJsAnswers(pruned, items, 3, { decoder_model_merged: d, embed_tokens: 'fp32', vision_encoder: 'fp32' });
@@ -165,12 +180,13 @@ test('transformers.js loads every pruned variant with its dtype and answers as o
   }
 });
 
-test('without an fp32 decoder, calibration runs on fp16, or on q4 when that is all; compensation follows', async () => {
+test('without an fp32 decoder, calibration runs on fp16, on q4 or on uint8 when that is what there is; compensation follows', async () => {
   const fp32Report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
   const cases: Array<{ keep: Dtype[]; calibrated: Dtype; tol: number }> = [
     // Feature gaps measured in fp16 differ from fp32's by ~3e-6, in q4 (weights rounded) by ~2e-4.
     { keep: ['fp16', 'q4'], calibrated: 'fp16', tol: 1e-4 },
     { keep: ['q4'], calibrated: 'q4', tol: 2e-3 },
+    { keep: ['uint8', 'bnb4'], calibrated: 'uint8', tol: 2e-4 }, // measured ~3e-5
   ];
   for (const c of cases) {
     const dir = path.join(work, `only-${c.keep.join('-')}`);

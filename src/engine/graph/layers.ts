@@ -188,6 +188,9 @@ function producingLinear(idx: GraphIndex, tensor: string): WeightRef | undefined
     const p = idx.producer.get(t);
     if (!p) return undefined;
     if (LINEAR_OPS.has(p.opType)) return weightOf(idx, p);
+    // Dynamic 8-bit quantisation: Mul(Cast(MatMulInteger(...)), input scale * weight scale).
+    const integer = p.opType === 'Mul' ? p.input.map((i) => idx.producer.get(i)).find((c) => c?.opType === 'Cast' && idx.producer.get(c.input[0])?.opType === 'MatMulInteger') : undefined;
+    if (integer) return weightOf(idx, idx.producer.get(integer.input[0])!);
     if (p.opType === 'Add' || p.opType === 'Reshape' || p.opType === 'Cast' || p.opType === 'Identity') {
       const next = p.input.find((i) => !idx.initializers.has(i) && idx.producer.has(i));
       if (!next) return undefined;
