@@ -15,7 +15,8 @@ import { benchModels } from '../../src/engine/bench/evaluate';
 import { evalMessages, loadEval } from '../../src/engine/data/datasets';
 import { discoverLayers } from '../../src/engine/graph/layers';
 import { pruneJob } from '../../src/engine/jobs';
-import { halfToFloat, OnnxFile } from '../../src/engine/onnx/onnxFile';
+import { halfToFloat, OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
+import { writePrunedPackage } from '../../src/engine/package/writePackage';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
@@ -242,3 +243,43 @@ function relL2(a: Float32Array, b: Float32Array): number {
   }
   return Math.sqrt(d / n);
 }
+
+test('a variant whose k and v projections come in the other order still gets each replacement on the right weight', () => {
+  // The q4 decoder with layer 3's k and v MatMulNBits nodes swapped in graph order (still a
+  // valid graph): position alone would put k's replacement on v.
+  const dir = path.join(work, 'swapped');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(orig, dir, { recursive: true });
+  for (const d of Object.keys(SUFFIX) as Dtype[]) if (d !== 'fp32' && d !== 'q4') fs.rmSync(decoder(dir, d));
+  const src = OnnxFile.open(decoder(orig, 'fp32'));
+  const q4 = OnnxFile.open(decoder(orig, 'q4'));
+  const out = `${dir}-pruned`;
+  try {
+    const l3 = (f: OnnxFile) => f.graph.node.filter((n) => /layers\.3\/self_attn\/[kv]_proj/.test(n.name));
+    const [k, v] = l3(q4);
+    assert.ok(k && v && /k_proj/.test(k.name) && /v_proj/.test(v.name), 'layer 3 k and v nodes found by name');
+    const nodes = [...q4.graph.node];
+    const [ik, iv] = [nodes.indexOf(k), nodes.indexOf(v)];
+    [nodes[ik], nodes[iv]] = [nodes[iv], nodes[ik]];
+    writeOnnx({ ...q4.model, graph: { ...q4.graph, node: nodes } }, q4, decoder(dir, 'q4'));
+    // Replace the fp32 k weight by 2x itself.
+    const kName = l3(src).find((n) => /k_proj/.test(n.name))!.input[1];
+    const kW = src.tensorFloat64(src.initializerMap().get(kName)!);
+    const res = writePrunedPackage(openPackage(dir), { remove: REMOVED, replace: new Map([[kName, kW.map((x) => 2 * x)]]), outDir: out, overwrite: true });
+    assert.deepEqual(res.variants.map((x) => x.status), ['calibrated', 'compensated']);
+    const p = OnnxFile.open(decoder(out, 'q4'));
+    try {
+      const [K, N] = src.initializerMap().get(kName)!.dims;
+      const deq = (f: OnnxFile, name: string) => reference4bit(f.tensorBytes(f.initializerMap().get(`${name}_Q4`)!), f.tensorFloat64(f.initializerMap().get(`${name}_scales`)!), undefined, K, N, 32);
+      const kAfter = deq(p, kName);
+      assert.ok(relL2(Float32Array.from(kW.map((x) => 2 * x)), Float32Array.from(kAfter)) < 0.15, 'k carries the replacement');
+      const vName = l3(src).find((n) => /v_proj/.test(n.name))!.input[1];
+      assert.equal(Buffer.compare(p.tensorBytes(p.initializerMap().get(`${vName}_Q4`)!), q4.tensorBytes(q4.initializerMap().get(`${vName}_Q4`)!)), 0, 'v untouched');
+    } finally {
+      p.close();
+    }
+  } finally {
+    src.close();
+    q4.close();
+  }
+});

@@ -4,6 +4,9 @@
 // the variant, re-encoded with the variant's own scheme. Names differ between variants,
 // places do not.
 //
+// Before writing, each matched weight is compared with the calibrated decoder's original
+// weight (dequantised): a place holding another weight is refused, not silently edited.
+//
 // What a variant receives: when the calibrated weight is float, the new matrix itself,
 // re-encoded (cast to fp16, or re-quantised with the same scheme and block size: the
 // weight the variant's quantiser would have written from the compensated model); when the
@@ -12,7 +15,7 @@
 
 import { DecoderStructure, discoverLayers } from '../graph/layers';
 import { GraphIndex } from '../graph/graphIndex';
-import { encodeLinear, exclusiveTensors, layerLinears, LayerLinears, LinearWeight, NotRequantisable, readLinear, storedAsNK, transpose, weightPlaces, WeightPlace } from '../graph/linearWeights';
+import { encodeLinear, exclusiveTensors, layerLinears, LayerLinears, LinearWeight, readLinear, storedAsNK, transpose, weightPlaces, WeightPlace } from '../graph/linearWeights';
 import { replaceInitializer } from '../graph/surgery';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelProto, TensorProto } from '../onnx/proto';
@@ -23,8 +26,10 @@ export interface PlacedReplacement {
   place?: WeightPlace;
   /** New [K, N] values. */
   W: Float64Array;
-  /** The calibrated decoder's weight before replacement, [K, N], when it is quantised (for the update). */
+  /** The calibrated decoder's weight before replacement, [K, N] (dequantised when quantised). */
   before?: Float64Array;
+  /** Whether `before` is quantised (then variants receive the update rather than `W`). */
+  quantised?: boolean;
   K: number;
   N: number;
 }
@@ -66,7 +71,8 @@ export function placeReplacements(file: OnnxFile, replace: Map<string, Float32Ar
       key,
       place: { layer: p.layer, block: p.block, position: p.position },
       W: kn(w, values),
-      before: w.scheme === 'float' ? undefined : readLinear(file, w),
+      before: readLinear(file, w),
+      quantised: w.scheme !== 'float',
       K: w.K,
       N: w.N,
     });
@@ -104,20 +110,53 @@ export function applyToVariant(file: OnnxFile, placed: PlacedReplacement[], lin:
   const idx = new GraphIndex(file.graph);
   for (const r of placed) {
     if (!r.place) throw new VariantError(`replaced tensor ${r.key} is not a linear weight of a layer, so it has no counterpart`);
-    const w = lin.linears[r.place.layer]?.[r.place.block]?.[r.place.position];
     const what = `layer ${r.place.layer} ${r.place.block} linear #${r.place.position}`;
-    if (!w) throw new VariantError(`${what} has no counterpart`);
-    if (w.K !== r.K || w.N !== r.N) throw new VariantError(`${what} is ${w.K} x ${w.N} here, ${r.K} x ${r.N} in the calibrated decoder`);
+    const { w, own } = counterpart(file, lin, r, what);
     if (!exclusiveTensors(idx, w)) throw new VariantError(`${what}: its tensors are shared with other nodes`);
     let W = r.W;
-    if (r.before) {
-      const own = readLinear(file, w);
+    if (r.quantised) {
       W = new Float64Array(own.length);
-      for (let i = 0; i < own.length; i++) W[i] = own[i] + (r.W[i] - r.before[i]);
+      for (let i = 0; i < own.length; i++) W[i] = own[i] + (r.W[i] - r.before![i]);
     }
     model = swapTensors(model, encodeLinear(file, w, W));
   }
   return model;
+}
+
+const MATCH_LIMIT = 0.5;
+
+/**
+ * The variant's weight at a replacement's place: the linear at the same position of the same
+ * block, which must hold the same weight up to rounding (4-bit weights differ from their
+ * float originals by ~10 % relative L2, another weight of the same shape by ~140 %). If it
+ * does not (an exporter ordered k and v differently, say), the block's weight of the same
+ * shape closest to the original is taken, provided it is within the limit.
+ */
+function counterpart(file: OnnxFile, lin: Linears, r: PlacedReplacement, what: string): { w: LinearWeight; own: Float64Array } {
+  const block = lin.linears[r.place!.layer]?.[r.place!.block] ?? [];
+  const same = (w: LinearWeight | undefined) => w !== undefined && w.K === r.K && w.N === r.N;
+  const at = block[r.place!.position];
+  const candidates = [at, ...block.filter((w) => w !== at)].filter(same) as LinearWeight[];
+  if (!candidates.length) throw new VariantError(`${what} (${r.K} x ${r.N}) has no counterpart`);
+  let best: { w: LinearWeight; own: Float64Array; gap: number } | undefined;
+  for (const w of candidates) {
+    const own = readLinear(file, w);
+    const gap = relativeDistance(own, r.before!);
+    if (!best || gap < best.gap) best = { w, own, gap };
+    if (w === at && gap <= MATCH_LIMIT) break;
+  }
+  if (best!.gap > MATCH_LIMIT) throw new VariantError(`${what}: no weight of the same shape matches the calibrated one (closest relative distance ${best!.gap.toFixed(2)})`);
+  return best!;
+}
+
+function relativeDistance(a: Float64Array, b: Float64Array): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] ** 2;
+  }
+  return n > 0 ? Math.sqrt(d / n) : d > 0 ? Infinity : 0;
 }
 
 function swapTensors(model: ModelProto, tensors: TensorProto[]): ModelProto {
@@ -125,4 +164,3 @@ function swapTensors(model: ModelProto, tensors: TensorProto[]): ModelProto {
   return { ...model, graph: { ...model.graph, initializer: model.graph.initializer.map((t) => byName.get(t.name) ?? t) } };
 }
 
-export { NotRequantisable };

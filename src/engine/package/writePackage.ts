@@ -10,7 +10,7 @@ import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
 import { removeLayers } from '../graph/surgery';
 import { ModelPackage, PackageError } from './modelPackage';
 import { ModelProto } from '../onnx/proto';
-import { applyToCalibrated, applyToVariant, Linears, linearsOf, NotRequantisable, placeReplacements, PlacedReplacement, VariantError } from './variantEdits';
+import { applyToCalibrated, applyToVariant, Linears, linearsOf, placeReplacements, PlacedReplacement, VariantError } from './variantEdits';
 
 export interface PruneWriteOptions {
   remove: number[];
@@ -117,7 +117,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
           try {
             vModel = applyToVariant(vf, placed, vLin, lin!.structure.layers.length);
           } catch (e) {
-            if (!(e instanceof VariantError || e instanceof NotRequantisable)) throw e;
+            // Nothing was changed yet (the edits are built on copies): prune without them.
             status = 'layers-only';
             note = `layers removed without compensation: ${(e as Error).message}`;
           }
