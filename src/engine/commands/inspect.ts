@@ -13,6 +13,8 @@ export interface InspectReport {
   decoder: string;
   variant: string;
   otherDecoderVariants: string[];
+  /** dtype variants of the decoder, pruned together with it. */
+  decoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
   files: { path: string; bytes: number }[];
@@ -71,6 +73,7 @@ export function inspectModel(input: string): InspectReport {
       decoder: path.relative(pkg.root, pkg.decoder),
       variant: pkg.variant || 'fp32',
       otherDecoderVariants: pkg.otherDecoderVariants,
+      decoderVariants: pkg.decoderVariants ?? [],
       embedTokens: pkg.embedTokens && path.relative(pkg.root, pkg.embedTokens),
       visionEncoder: pkg.visionEncoder && path.relative(pkg.root, pkg.visionEncoder),
       files: (pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder), ...pkg.files] : pkg.files).map((f) => ({ path: f, bytes: fs.statSync(path.join(pkg.root, f)).size })),
@@ -110,7 +113,9 @@ export function formatInspect(r: InspectReport): string {
   lines.push(`  decoder       ${r.decoder} [${r.variant}]${r.externalData.length ? ` + ${r.externalData.join(', ')}` : ''}`);
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);
-  if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (pruned together with it)`);
+  if (r.decoderVariants.length) lines.push(`  dtype variants ${r.decoderVariants.join(', ')} (pruned together with it)`);
+  const others = r.otherDecoderVariants.filter((v) => !r.decoderVariants.includes(v));
+  if (others.length) lines.push(`  other decoders ${others.join(', ')} (not carried into a pruned package)`);
   lines.push(`  attention     ${r.attentionStyle}`);
   lines.push(`  layers        ${r.numLayers}${r.configLayers !== undefined ? ` (config: ${r.configLayers})` : ''}`);
   lines.push(`  hidden size   ${r.hiddenSize ?? '?'}, heads ${r.numHeads ?? '?'}, kv heads ${r.numKvHeads ?? '?'}, vocab ${r.vocabSize ?? '?'}`);
