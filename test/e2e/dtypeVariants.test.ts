@@ -1,5 +1,6 @@
 // Issue 11, item 4: a package with all eight decoder dtypes transformers.js loads (fp32, fp16,
-// q4 and q4f16 with MatMulNBits block 32, quantized/int8/uint8 with MatMulInteger, bnb4),
+// q4 and q4f16 with MatMulNBits block 32, quantized/uint8 with MatMulInteger, int8 as QDQ,
+// bnb4),
 // made by tools/quantize from the bundled model, pruned with compensation in one run. Every
 // variant comes out with the same layers removed; the compensated weights reach the q4, bnb4,
 // uint8 and fp16 decoders (checked with independent decoders and rounding bounds);
@@ -40,7 +41,8 @@ before(async () => {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
   fs.cpSync(path.join(repo, 'models/tiny-llava'), orig, { recursive: true });
-  writeVariants(orig, ['q4', 'fp16', 'q4f16', 'quantized', 'int8', 'uint8', 'bnb4']);
+  // int8 as weight-only QDQ, quantized and uint8 as dynamic MatMulInteger: both 8-bit forms.
+  writeVariants(orig, ['q4', 'fp16', 'q4f16', 'quantized', 'int8', 'uint8', 'bnb4'], { int8Qdq: true });
   await pruneJob({ model: orig, calib: path.join(data, 'calib.json'), out: pruned, options: { layers: REMOVED, scp: true, samples: 4 } });
 });
 

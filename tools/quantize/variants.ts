@@ -6,7 +6,8 @@
 //   float32 through Casts (so the fp32 embeddings and vision encoder feed it unchanged);
 //   onnxruntime's CPU provider casts around the few operators it has no float16 kernel for.
 // - q4f16: q4 applied to the fp16 decoder (fp16 scales);
-// - quantized / int8 / uint8: dynamic 8-bit quantisation (MatMulInteger);
+// - quantized / int8 / uint8: dynamic 8-bit quantisation (MatMulInteger), or for int8 on
+//   request weight-only QDQ (DequantizeLinear per channel + MatMul);
 // - bnb4: MatMulBnb4 (NF4, block 64).
 // Used by the tests and by `node out/tools/quantize/cli.js`.
 
@@ -131,6 +132,26 @@ export function toDynamicInt8(file: OnnxFile, o: { signed?: boolean } = {}): Mod
         { name: `${w.name}_quantized`, dataType: dt, dims: [K, N], rawData: bytes(q.q), unknown: [] },
         { name: `${w.name}_scale`, dataType: DataType.FLOAT, dims: [], rawData: float32ToBytes(q.scale, DataType.FLOAT), unknown: [] },
         { name: `${w.name}_zero_point`, dataType: dt, dims: [], rawData: bytes(q.zp), unknown: [] },
+      ],
+    };
+  });
+}
+
+/**
+ * Weight-only QDQ as onnxruntime's static quantiser writes weights: int8, symmetric, one
+ * scale per output channel, DequantizeLinear(axis 1) feeding the MatMul.
+ */
+export function toQdqInt8(file: OnnxFile): ModelProto {
+  return rewriteMatMuls(file, file.model, (n, w, W) => {
+    const [K, N] = w.dims;
+    const q = quantLinear(W, K, N, { signed: true, axis: 1, symmetric: true, qmin: -127, qmax: 127 });
+    const deq = `${w.name}_DequantizeLinear_Output`;
+    return {
+      nodes: [makeNode('DequantizeLinear', [`${w.name}_quantized`, `${w.name}_scale`, `${w.name}_zero_point`], [deq], { name: `${w.name}_DequantizeLinear`, attrs: { axis: 1 } }), { ...n, input: [n.input[0], deq] }],
+      initializers: [
+        { name: `${w.name}_quantized`, dataType: DataType.INT8, dims: [K, N], rawData: new Uint8Array(Int8Array.from(q.q).buffer), unknown: [] },
+        { name: `${w.name}_scale`, dataType: DataType.FLOAT, dims: [N], rawData: float32ToBytes(q.scale, DataType.FLOAT), unknown: [] },
+        { name: `${w.name}_zero_point`, dataType: DataType.INT8, dims: [N], rawData: new Uint8Array(Int8Array.from(q.zp).buffer), unknown: [] },
       ],
     };
   });
