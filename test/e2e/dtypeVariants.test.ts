@@ -16,7 +16,7 @@ import { benchModels } from '../../src/engine/bench/evaluate';
 import { evalMessages, loadEval } from '../../src/engine/data/datasets';
 import { discoverLayers } from '../../src/engine/graph/layers';
 import { pruneJob } from '../../src/engine/jobs';
-import { halfToFloat, OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
+import { float32ToBytes, halfToFloat, OnnxFile, writeOnnx } from '../../src/engine/onnx/onnxFile';
 import { writePrunedPackage } from '../../src/engine/package/writePackage';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
@@ -283,5 +283,37 @@ test('a variant whose k and v projections come in the other order still gets eac
   } finally {
     src.close();
     q4.close();
+  }
+});
+
+test('a variant that cannot take a replacement is pruned without it, one that cannot be pruned is left out; both are reported', () => {
+  const dir = path.join(work, 'mismatched');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(orig, dir, { recursive: true });
+  for (const d of Object.keys(SUFFIX) as Dtype[]) if (d !== 'fp32' && d !== 'fp16') fs.rmSync(decoder(dir, d));
+  fs.writeFileSync(decoder(dir, 'int8'), 'not an onnx model');
+  const src = OnnxFile.open(decoder(orig, 'fp32'));
+  const out = `${dir}-pruned`;
+  try {
+    // The fp16 decoder's layer 3 down projection negated: the place no longer holds the same weight.
+    const down = src.graph.node.find((n) => /layers\.3\/mlp\/down_proj/.test(n.name))!.input[1];
+    const f16 = OnnxFile.open(decoder(orig, 'fp16'));
+    const t = f16.initializerMap().get(down)!;
+    const neg = Float32Array.from(f16.tensorFloat32(t), (x) => -x);
+    const model = { ...f16.model, graph: { ...f16.graph, initializer: f16.graph.initializer.map((x) => (x === t ? { ...t, rawData: float32ToBytes(neg, t.dataType) } : x)) } };
+    writeOnnx(model, f16, decoder(dir, 'fp16'));
+    f16.close();
+    const W = src.tensorFloat64(src.initializerMap().get(down)!);
+    const res = writePrunedPackage(openPackage(dir), { remove: REMOVED, replace: new Map([[down, W.map((x) => 1.5 * x)]]), outDir: out, overwrite: true });
+    const by = new Map(res.variants.map((v) => [path.basename(v.file), v]));
+    assert.equal(by.get('decoder_model_merged_fp16.onnx')?.status, 'layers-only');
+    assert.match(by.get('decoder_model_merged_fp16.onnx')!.note!, /layer 3 mlp .*no weight of the same shape matches/);
+    assert.equal(by.get('decoder_model_merged_int8.onnx')?.status, 'dropped');
+    assert.ok(!fs.existsSync(decoder(out, 'int8')), 'the unreadable variant is not copied');
+    const p16 = OnnxFile.open(decoder(out, 'fp16'));
+    assert.equal(discoverLayers(p16.graph).layers.length, 14, 'the uncompensated variant still has the layers removed');
+    p16.close();
+  } finally {
+    src.close();
   }
 });

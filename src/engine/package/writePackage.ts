@@ -104,12 +104,13 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     const outs: DecoderOut[] = [{ rel: decoderRel, model, file: src }];
     const variants: VariantOutcome[] = [{ file: decoderRel, status: 'calibrated' }];
     for (const rel of pkg.decoderVariants ?? []) {
-      const vf = OnnxFile.open(path.join(pkg.root, rel));
-      opened.push(vf);
+      let vf: OnnxFile;
       let vModel: ModelProto;
       let status: VariantOutcome['status'] = replace.size ? 'compensated' : 'layers-only';
       let note: string | undefined;
       try {
+        vf = OnnxFile.open(path.join(pkg.root, rel));
+        opened.push(vf);
         for (const t of vf.initializerMap().values()) vf.externalRef(t);
         const vLin = linearsOf(vf);
         vModel = vf.model;
