@@ -1,12 +1,17 @@
-// The report and recipe schemas: written by the engine next to a pruned package, read by the
-// extension host and drawn by the webviews. Plain data, no imports, so all three share it.
+// The report and recipe schemas: written by the engine next to a pruned package (file names
+// in files.ts), read by the extension host and drawn by the webviews. Plain data, so all three
+// share it.
 
 export const REPORT_FORMAT = 'short-lvlm-report/1';
 export const RECIPE_FORMAT = 'short-lvlm-recipe/1';
 
-export type Method = 'svl' | 'cosine' | 'text' | 'visual' | 'random' | 'manual';
-export type ScpTarget = 'down_proj' | 'o_proj' | 'input';
-export type FeatureMode = 'kept' | 'all' | 'last';
+import type { FEATURE_MODES, KEEP_MODES, METHODS, SCP_TARGETS } from './options';
+
+/** A layer-choosing method (options.ts lists them), or `manual` for a hand-made list. */
+export type Method = (typeof METHODS)[number] | 'manual';
+export type ScpTarget = (typeof SCP_TARGETS)[number];
+export type FeatureMode = (typeof FEATURE_MODES)[number];
+export type KeepMode = (typeof KEEP_MODES)[number];
 
 export interface PruneOptions {
   ratio: number;
@@ -14,7 +19,7 @@ export interface PruneOptions {
   scp: boolean;
   scpTarget: ScpTarget;
   topP: number;
-  keepMode: 'count' | 'nucleus';
+  keepMode: KeepMode;
   /** SVD rank; undefined = max(1, round(hidden / 64)). */
   rank?: number;
   features: FeatureMode;
@@ -71,6 +76,16 @@ export interface PairReport {
   projection?: { pruned: [number, number][]; before: [number, number][]; after: [number, number][] };
 }
 
+/** What a pruning did to one dtype variant of the decoder (decoder_model_merged_q4.onnx, ...). */
+export interface DecoderVariantOutcome {
+  /** Path relative to the package root. */
+  file: string;
+  /** calibrated: the variant the method ran on; compensated: replaced weights carried over; layers-only: layers removed, not compensated; dropped: not in the output. */
+  status: 'calibrated' | 'compensated' | 'layers-only' | 'dropped';
+  /** Why a variant was not compensated or not carried over. */
+  note?: string;
+}
+
 export interface Report {
   format: typeof REPORT_FORMAT;
   createdAt: string;
@@ -79,8 +94,7 @@ export interface Report {
     root: string;
     numLayers: number;
     bytes: number;
-    /** Each dtype variant of the decoder: calibrated, compensated, layers-only (not compensated) or dropped, and why. */
-    variants?: Array<{ file: string; status: string; note?: string }>;
+    variants?: DecoderVariantOutcome[];
   };
   options: PruneOptions;
   calibration: { file?: string; samples: number; tokensMean: number; visualTokensMean: number };
@@ -94,6 +108,7 @@ export interface Report {
   warnings: string[];
 }
 
+/** One benchmarked model; the first row of a comparison is the reference. */
 export interface BenchRow {
   model: string;
   label: string;
@@ -106,6 +121,8 @@ export interface BenchRow {
   samplesPerSecond: number;
   speedup?: number;
   sizeBytes: number;
+  prefillMsMean?: number;
+  decodeMsMean?: number;
 }
 
 export interface BenchmarkReport {
@@ -121,7 +138,8 @@ export interface SweepRow {
   scp: boolean;
   removed: number[];
   accuracy: number;
-  relativeAccuracy: number;
+  /** Against the full model; absent when the full model scores 0. */
+  relativeAccuracy?: number;
   families: Record<string, number>;
   agreement?: number;
   klMean?: number;
@@ -142,4 +160,9 @@ export interface Recipe {
   removed: number[];
   compensation: RecipeCompensation[];
   options: PruneOptions;
+}
+
+/** A model's accuracy relative to the reference's; undefined when the reference scores 0. */
+export function relativeAccuracy(accuracy: number, reference: number): number | undefined {
+  return reference > 0 ? accuracy / reference : undefined;
 }

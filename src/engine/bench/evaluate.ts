@@ -10,6 +10,7 @@ import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { generateGreedy } from '../runtime/generate';
 import { RuntimeOptions } from '../runtime/ort';
 import { VlmFrontend } from '../runtime/vlmFrontend';
+import { relativeAccuracy } from '../../protocol/report';
 
 export interface FamilyScore {
   n: number;
@@ -140,7 +141,7 @@ export async function benchModels(
         answers: l.answers,
       };
     });
-    for (const r of results.slice(1)) r.relativeAccuracy = results[0].accuracy > 0 ? r.accuracy / results[0].accuracy : undefined;
+    for (const r of results.slice(1)) r.relativeAccuracy = relativeAccuracy(r.accuracy, results[0].accuracy);
     return results;
   } finally {
     for (const l of loaded) {

@@ -6,48 +6,9 @@ import { discoverLayers, WeightRef } from '../graph/layers';
 import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
 import { openPackage } from '../package/modelPackage';
+import type { InspectReport, WeightInfo } from '../../protocol/engineApi';
 
-export interface InspectReport {
-  root: string;
-  layout: string;
-  decoder: string;
-  variant: string;
-  otherDecoderVariants: string[];
-  /** dtype variants of the decoder, pruned together with it. */
-  decoderVariants: string[];
-  embedTokens?: string;
-  visionEncoder?: string;
-  files: { path: string; bytes: number }[];
-  externalData: string[];
-  attentionStyle: string;
-  numLayers: number;
-  configLayers?: number;
-  hiddenSize?: number;
-  numHeads?: number;
-  numKvHeads?: number;
-  headDim?: number;
-  vocabSize?: number;
-  embeddings: string;
-  logits: string;
-  layers: {
-    index: number;
-    kvIndex: number;
-    residualIn: string;
-    residualOut: string;
-    attention: string;
-    oProj?: WeightInfo;
-    downProj?: WeightInfo;
-    inputWeights: WeightInfo[];
-  }[];
-  warnings: string[];
-}
-
-interface WeightInfo {
-  name: string;
-  shape: number[];
-  dtype: string;
-  layout: 'in,out' | 'out,in';
-}
+export type { InspectReport };
 
 export function inspectModel(input: string): InspectReport {
   const pkg = openPackage(input);

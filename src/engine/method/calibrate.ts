@@ -15,12 +15,9 @@ import { meanOver, tokenCosines } from './cosine';
 import { attentionFromQK } from './fusedAttention';
 import { AttentionMap, headMean, KeepMode, selectTokens, tokenImportance } from './tis';
 
-export interface Progress {
-  stage: string;
-  done: number;
-  total: number;
-  etaSeconds?: number;
-}
+import type { Progress } from '../../protocol/engineApi';
+
+export type { Progress };
 
 export interface CalibrationOptions extends RuntimeOptions {
   topP: number;

@@ -10,21 +10,14 @@ import { OnnxFile } from '../onnx/onnxFile';
 import { readWeightMatrix } from '../graph/linearWeights';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
+import { RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
+import { DEFAULT_PRUNE_OPTIONS } from '../../protocol/options';
 import { LayerReport, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT } from '../../protocol/report';
 import { calibrate, CalibrationSession, CalibrationStats, layerMeans, Progress } from './calibrate';
 import { compensate, ScpResult } from './scp';
 import { defaultCandidates, layersToRemove, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
 
-export const DEFAULT_OPTIONS: PruneOptions = {
-  ratio: 0.3,
-  method: 'svl',
-  scp: true,
-  scpTarget: 'down_proj',
-  topP: 0.1,
-  keepMode: 'count',
-  features: 'kept',
-  seed: 0,
-};
+export const DEFAULT_OPTIONS: PruneOptions = DEFAULT_PRUNE_OPTIONS;
 
 export interface JobHooks {
   onProgress?: (p: Progress) => void;
@@ -135,15 +128,17 @@ export async function pruneWithStats(
     replace: scp.replace,
     outDir: out.outDir,
     overwrite: out.overwrite,
-    extraJson: { 'short-lvlm-report.json': report, 'recipe.json': recipe },
+    // The report is complete once the decoder is written (its size, the write time): it goes
+    // into the temporary folder with the package, before the rename, and is never rewritten.
+    extraJson: (written) => {
+      timings.writeSeconds = (Date.now() - t) / 1000;
+      report.output.bytes = written.bytes;
+      report.output.variants = written.variants;
+      for (const v of written.variants) if (v.note) report.warnings.push(`${v.file}: ${v.note}`);
+      return { [REPORT_FILE]: report, [RECIPE_FILE]: recipe };
+    },
     checkCancelled: hooks.checkCancelled,
   });
-  timings.writeSeconds = (Date.now() - t) / 1000;
-  report.output.bytes = res.bytes;
-  report.output.variants = res.variants;
-  for (const v of res.variants) if (v.note) report.warnings.push(`${v.file}: ${v.note}`);
-  // Timings and the final size are known only now: rewrite the report in place (small file).
-  fs.writeFileSync(path.join(res.outDir, 'short-lvlm-report.json'), JSON.stringify(report, null, 1) + '\n');
   return { outDir: res.outDir, report, recipe };
 }
 
@@ -165,7 +160,7 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
         replace.set(w.name, projectWeight(W.data, W.rows, W.cols, V, w.side, w.inOut));
       }
     }
-    return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { 'recipe.json': recipe } });
+    return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { [RECIPE_FILE]: recipe } });
   } finally {
     src.close();
   }

@@ -10,7 +10,10 @@ import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
 import { removeLayers } from '../graph/surgery';
 import { ModelPackage, PackageError } from './modelPackage';
 import { ModelProto } from '../onnx/proto';
+import { makeTempDir } from './tempDir';
 import { applyToCalibrated, applyToVariant, Linears, linearsOf, placeReplacements, PlacedReplacement, VariantError } from './variantEdits';
+import { partialPrefix, RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
+import type { DecoderVariantOutcome } from '../../protocol/report';
 
 export interface PruneWriteOptions {
   remove: number[];
@@ -24,8 +27,12 @@ export interface PruneWriteOptions {
   outDir: string;
   /** Replace an existing output folder (it is only removed once the new one is complete). */
   overwrite?: boolean;
-  /** Extra JSON files written at the package root (report, recipe). */
-  extraJson?: Record<string, unknown>;
+  /**
+   * Extra JSON files written at the package root (report, recipe), or a function giving them
+   * once the decoder is written (the report records its size): either way they are written
+   * once, into the temporary folder, before it is renamed into place.
+   */
+  extraJson?: Record<string, unknown> | ((written: { bytes: number; variants: VariantOutcome[] }) => Record<string, unknown>);
   /** Checked between steps; throw to abort (cancel). */
   checkCancelled?: () => void;
 }
@@ -44,13 +51,7 @@ export interface PruneWriteResult {
 const CHUNK_LIMIT = 2 ** 31 - 2 ** 20; // stay under what Node and browsers read in one call
 
 /** What happened to one dtype variant of the decoder. */
-export interface VariantOutcome {
-  /** Path relative to the package root. */
-  file: string;
-  /** 'compensated': replaced weights carried over; 'layers-only': layers removed, weights not compensated; 'dropped': not in the output. */
-  status: 'calibrated' | 'compensated' | 'layers-only' | 'dropped';
-  note?: string;
-}
+export type VariantOutcome = DecoderVariantOutcome;
 
 interface DecoderOut {
   rel: string;
@@ -138,7 +139,9 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     }
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
-    tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
+    tmp = makeTempDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
+    // The folder was made with the user's umask; copies get the source's mode under it, as cp does.
+    const allowedMode = fs.statSync(tmp).mode & 0o777;
     const skip = new Set<string>();
     const chunks = new Map<string, number>();
     let written = { bytes: 0 };
@@ -164,15 +167,17 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     }
     for (const f of pkg.files) {
       if (skip.has(f) || skip.has(f.split('/').join(path.sep))) continue;
-      if (/^short-lvlm-report\.json$|^recipe\.json$/.test(f)) continue;
+      if (f === REPORT_FILE || f === RECIPE_FILE) continue;
       const dst = path.join(tmp, f);
       fs.mkdirSync(path.dirname(dst), { recursive: true });
       fs.copyFileSync(path.join(pkg.root, f), dst, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(dst, fs.statSync(dst).mode & allowedMode);
       check();
     }
 
     updateConfig(pkg, tmp, removal.removed, removal.numLayers, chunks);
-    for (const [name, value] of Object.entries(opts.extraJson ?? {})) {
+    const extra = typeof opts.extraJson === 'function' ? opts.extraJson({ bytes: written.bytes, variants }) : opts.extraJson ?? {};
+    for (const [name, value] of Object.entries(extra)) {
       fs.writeFileSync(path.join(tmp, name), JSON.stringify(value, null, 1) + '\n');
     }
     check();

@@ -7,6 +7,7 @@ import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
 import { encodeModel, ModelProto } from '../onnx/proto';
+import { SESSION_PREFIX } from '../../protocol/files';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -81,7 +82,7 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   for (const parent of parents) {
     let dir: string | undefined;
     try {
-      dir = fs.mkdtempSync(path.join(parent, '.short-lvlm-session-'));
+      dir = fs.mkdtempSync(path.join(parent, `.${SESSION_PREFIX}`));
       for (const loc of locations) {
         const link = path.join(dir, loc);
         fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -93,7 +94,7 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
     }
   }
   // Last resort (no writable folder on the model's file system): copy the data.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-session-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), SESSION_PREFIX));
   for (const loc of locations) {
     const dst = path.join(dir, loc);
     fs.mkdirSync(path.dirname(dst), { recursive: true });
