@@ -97,6 +97,13 @@ export function applyToCalibrated(file: OnnxFile, placed: PlacedReplacement[], l
   return model;
 }
 
+/** The calibrated decoder with a replacement map applied (for scoring in memory, as the sweep does). */
+export function withReplacements(file: OnnxFile, replace: Map<string, Float32Array | Float64Array>): ModelProto {
+  if (!replace.size) return file.model;
+  const lin = linearsOf(file);
+  return applyToCalibrated(file, placeReplacements(file, replace, lin), lin);
+}
+
 /**
  * A sibling variant with the same replacements at the same places. Throws VariantError
  * (or NotRequantisable) when a weight cannot be placed or re-encoded: the caller then
