@@ -3,7 +3,7 @@
 // bnb4),
 // made by tools/quantize from the bundled model, pruned with compensation in one run. Every
 // variant comes out with the same layers removed; the compensated weights reach the q4, bnb4,
-// uint8 and fp16 decoders (checked with independent decoders and rounding bounds);
+// uint8, int8 and fp16 decoders (checked with independent decoders and rounding bounds);
 // each pruned variant's logits stay as close to the pruned fp32 model's as the original
 // variant's were to the original fp32 model's; transformers.js loads each variant with its
 // dtype and answers as the project's runner does on that variant.
@@ -68,12 +68,12 @@ test('all eight dtype variants are pruned together: same layers removed, config 
   }
 });
 
-test('compensated weights reach the q4 (block 32), bnb4, uint8 and fp16 decoders, re-encoded in their schemes; other q4 weights keep their bytes', () => {
+test('compensated weights reach the q4 (block 32), bnb4, uint8, int8 (QDQ) and fp16 decoders, re-encoded in their schemes; other q4 weights keep their bytes', () => {
   const recipe = JSON.parse(fs.readFileSync(path.join(pruned, 'recipe.json'), 'utf8')) as Recipe;
   const names = recipe.compensation.flatMap((c) => c.weights.map((w) => w.name));
   assert.equal(names.length, REMOVED.length, 'one down projection per pair');
   const open = (p: string) => OnnxFile.open(p);
-  const [o32, p32, oq4, pq4, p16, pbnb, pu8] = [decoder(orig, 'fp32'), decoder(pruned, 'fp32'), decoder(orig, 'q4'), decoder(pruned, 'q4'), decoder(pruned, 'fp16'), decoder(pruned, 'bnb4'), decoder(pruned, 'uint8')].map(open);
+  const [o32, p32, oq4, pq4, p16, pbnb, pu8, pi8] = [decoder(orig, 'fp32'), decoder(pruned, 'fp32'), decoder(orig, 'q4'), decoder(pruned, 'q4'), decoder(pruned, 'fp16'), decoder(pruned, 'bnb4'), decoder(pruned, 'uint8'), decoder(pruned, 'int8')].map(open);
   try {
     const init = (f: OnnxFile, n: string) => {
       const t = f.initializerMap().get(n);
@@ -115,6 +115,11 @@ test('compensated weights reach the q4 (block 32), bnb4, uint8 and fp16 decoders
       const zp = pu8.tensorBytes(init(pu8, `${name}_zero_point`))[0];
       const q8 = pu8.tensorBytes(init(pu8, `${name}_quantized`));
       for (let i = 0; i < after.length; i++) assert.ok(Math.abs((q8[i] - zp) * scale - after[i]) <= scale / 2 + 1e-7, `${name} uint8 [${i}]`);
+      // int8 QDQ (symmetric, one scale per output column): q * scale[n] within half a step.
+      const s8 = pi8.tensorFloat64(init(pi8, `${name}_scale`));
+      const b8 = pi8.tensorBytes(init(pi8, `${name}_quantized`));
+      const i8 = new Int8Array(b8.buffer, b8.byteOffset, b8.length);
+      for (let i = 0; i < after.length; i++) assert.ok(Math.abs(i8[i] * s8[i % N] - after[i]) <= s8[i % N] / 2 + 1e-7, `${name} int8 [${i}]`);
       // fp16: the compensated weight rounded to float16.
       const h = p16.tensorBytes(init(p16, name));
       const u = new Uint16Array(h.buffer.slice(h.byteOffset, h.byteOffset + h.byteLength));
@@ -132,7 +137,7 @@ test('compensated weights reach the q4 (block 32), bnb4, uint8 and fp16 decoders
     }
     assert.equal(same, 14 * 7 - names.length + 1, 'every other linear weight (and lm_head) kept');
   } finally {
-    for (const f of [o32, p32, oq4, pq4, p16, pbnb, pu8]) f.close();
+    for (const f of [o32, p32, oq4, pq4, p16, pbnb, pu8, pi8]) f.close();
   }
 });
 
