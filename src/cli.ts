@@ -10,7 +10,9 @@ import { formatInspect, inspectModel } from './engine/commands/inspect';
 import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
 import { METHOD_SPECS, sweepJob } from './engine/bench/sweep';
+import { describeError } from './protocol/errorText';
 import { stderrProgress } from './engine/progress';
+import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
 import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
 import type { RunOptions } from './protocol/engineApi';
 import { allowedText, DEFAULT_PRUNE_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
@@ -245,11 +247,15 @@ function asFlag(e: OptionError): string {
   return spec ? `--${spec.flag}: ${e.detail}` : e.message;
 }
 
+// Temporary folders go away on every exit (Ctrl-C included); a killed run's are swept now.
+installExitCleanup(() => process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${PROGRAM}: cancelled; temporary files removed\n`));
+sweepStaleScratch();
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: Error) => {
     const usage = e instanceof UsageError || e instanceof OptionError;
-    const text = e instanceof OptionError ? asFlag(e) : String(e?.message ?? e).split('\n')[0];
+    const text = e instanceof OptionError ? asFlag(e) : describeError(e);
     const hint = e instanceof UsageError ? ` (see ${e.command ? `${PROGRAM} ${e.command} --help` : `${PROGRAM} --help`})` : '';
     if (process.stderr.isTTY) process.stderr.write('\n');
     process.stderr.write(`${PROGRAM}: ${text}${hint}\n`);

@@ -10,7 +10,11 @@ import { loadCalibration, loadEval } from './data/datasets';
 import { discoverLayers } from './graph/layers';
 import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { checkOutputLocation } from './outputLocation';
+import { checkLayerIndices } from './graph/surgery';
 import { OnnxFile } from './onnx/onnxFile';
+import { checkPackageConsistency } from './package/consistency';
+import { checkLoadsInRuntime } from './runtime/loadCheck';
 import { ModelPackage, openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
 import type { BenchArgs, BenchOutcome, PruneArgs, PruneSummary } from '../protocol/engineApi';
@@ -57,9 +61,25 @@ export function readRecipe(file: string): Recipe {
   return r;
 }
 
+/**
+ * The decoder is read and validated (shapes, data, topology, config against graph) and its
+ * weightless graph loaded by onnxruntime before any calibration or output: a broken package
+ * is refused up front instead of being passed on.
+ */
+async function checkDecoder(pkg: ModelPackage): Promise<void> {
+  const file = OnnxFile.open(pkg.decoder);
+  try {
+    checkPackageConsistency(pkg, file);
+    await checkLoadsInRuntime(file.model, pkg.decoder);
+  } finally {
+    file.close();
+  }
+}
+
 export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
   const started = Date.now();
   const pkg = openPackage(a.model);
+  await checkDecoder(pkg);
   const summary = (outDir: string, removed: number[], numLayers: number, method: string, scp: boolean, report?: string): PruneSummary => ({
     out: outDir,
     removed,
@@ -77,10 +97,15 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
-  // Every choice checked against the model before any calibration or output.
-  checkAgainstModel(o, graphLayerCount(pkg));
+  // Every choice checked against the model before any calibration or output (the API takes
+  // JSON: a layer list must be safe integers before anything is sized by it).
+  const numLayers = graphLayerCount(pkg);
+  if (o.layers !== undefined && !Array.isArray(o.layers)) throw new Error('the layers to remove must be a list of layer indices');
+  checkAgainstModel(o, numLayers);
+  if (o.layers !== undefined) checkLayerIndices(o.layers, numLayers);
   const out = a.out ?? defaultOutDir(pkg.root, outputTag(o));
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
+  checkOutputLocation(out);
   if (o.method === 'manual' && !o.scp && !a.calib) {
     // An explicit choice without compensation needs no calibration at all (with --calib, the
     // calibrated path below still writes a report explaining the hand-made choice).

@@ -4,8 +4,10 @@
 // check; the job's own cleanup (temporary folder removal) runs before the error is reported.
 
 import { inspectModel } from './commands/inspect';
+import { describeError } from '../protocol/errorText';
 import { benchJob, pruneJob } from './jobs';
 import type { JobHooks } from './method/shortLvlm';
+import { installExitCleanup, sweepStaleScratch } from './scratch';
 import type { EngineEvent, EngineRequest, JobHandlers, JobRequest } from '../protocol/messages';
 import { OptionError } from '../protocol/options';
 
@@ -58,7 +60,7 @@ process.on('message', (req: EngineRequest) => {
     } catch (e) {
       const err = e as Error;
       const option = err instanceof OptionError ? { option: err.option, detail: err.detail } : {};
-      send({ type: 'error', id: req.id, message: err.message, stack: err.stack, cancelled: err instanceof Cancelled, ...option });
+      send({ type: 'error', id: req.id, message: describeError(err), stack: err.stack, cancelled: err instanceof Cancelled, ...option });
     } finally {
       running.delete(req.id);
       cancelled.delete(req.id);
@@ -73,4 +75,7 @@ process.on('disconnect', () => {
   setTimeout(() => process.exit(0), 5000).unref();
   queue.finally(() => process.exit(0));
 });
+// Temporary folders go away on every exit; those of an engine that was killed are swept now.
+installExitCleanup();
+sweepStaleScratch();
 send({ type: 'ready', pid: process.pid });

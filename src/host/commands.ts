@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { describeError } from '../protocol/errorText';
 import { isOutputName, outputTag, REPORT_FILE } from '../protocol/files';
 import { PANEL_KINDS, PANEL_TITLES, PanelKind, REPORT_VIEW_TYPE } from '../protocol/messages';
 import { DEFAULT_PRUNE_OPTIONS, RATIO_RANGE } from '../protocol/options';
@@ -35,7 +36,7 @@ export class Commands {
           await fn.apply(this, a);
         } catch (e) {
           log().error(`${id}: ${(e as Error).stack ?? e}`);
-          void showError(`Short-LVLM: ${(e as Error).message}`);
+          void showError(`Short-LVLM: ${describeError(e)}`);
         }
       });
     return [
@@ -124,7 +125,7 @@ export class Commands {
       return await this.runs.inspect(target);
     } catch (e) {
       log().error(`inspect ${target}: ${(e as Error).message}`);
-      void showError(`Short-LVLM: ${path.basename(target)} is not a model package the engine can prune: ${(e as Error).message}`);
+      void showError(`Short-LVLM: ${path.basename(target)} is not a model package the engine can prune: ${describeError(e)}`);
       return undefined;
     }
   }

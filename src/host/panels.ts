@@ -7,9 +7,10 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { describeError } from '../protocol/errorText';
 import { HostToWebview, PANEL_KINDS, PANEL_TITLES, PanelKind, panelViewType as viewType, WebviewToHost } from '../protocol/messages';
 import type { Report } from '../protocol/report';
-import { log } from './log';
+import { log, showError } from './log';
 import { webviewHtml } from './webviewHtml';
 const stateKey = (kind: PanelKind) => `shortLvlm.panelReport.${kind}`;
 
@@ -67,7 +68,7 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
       post({ type: 'show', panel: kind, report, benchmark: report.benchmark });
     } catch (e) {
       log().error(`cannot read report ${reportPath}: ${(e as Error).message}`);
-      void vscode.window.showErrorMessage(`Short-LVLM: cannot read ${reportPath}: ${(e as Error).message}`);
+      void showError(`Short-LVLM: cannot read ${reportPath}: ${describeError(e)}`);
     }
   };
   disposables.push(

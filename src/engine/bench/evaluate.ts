@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EvalItem, evalMessages, normalizeAnswer } from '../data/datasets';
 import { OnnxFile } from '../onnx/onnxFile';
+import { checkPackageConsistency } from '../package/consistency';
 import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { generateGreedy } from '../runtime/generate';
@@ -92,8 +93,13 @@ export async function benchModels(
     for (const m of models) {
       const pkg = openPackage(m);
       const src = OnnxFile.open(pkg.decoder);
-      const numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
-      src.close();
+      let numLayers: number;
+      try {
+        checkPackageConsistency(pkg, src);
+        numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
+      } finally {
+        src.close();
+      }
       const frontend = await VlmFrontend.open(pkg, opts);
       const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);

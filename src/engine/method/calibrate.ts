@@ -6,6 +6,7 @@
 import { CalibSample } from '../data/datasets';
 import { instrumentDecoder, Instrumented } from '../graph/instrument';
 import { OnnxFile } from '../onnx/onnxFile';
+import { checkPackageConsistency } from '../package/consistency';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from '../runtime/decoderRunner';
 import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
@@ -73,10 +74,13 @@ export class CalibrationSession {
 
   static async open(pkg: ModelPackage, opts: RuntimeOptions = {}, layers?: number[]): Promise<CalibrationSession> {
     const frontend = await VlmFrontend.open(pkg, opts);
-    const source = OnnxFile.open(pkg.decoder);
+    let source: OnnxFile | undefined;
+    let runner: DecoderRunner | undefined;
     try {
+      source = OnnxFile.open(pkg.decoder);
       const inst = instrumentDecoder(source.model, { layers });
-      const runner = await DecoderRunner.fromModel(inst.model, source, { ...opts, optimization: 'basic' }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+      checkPackageConsistency(pkg, source, inst.structure);
+      runner = await DecoderRunner.fromModel(inst.model, source, { ...opts, optimization: 'basic' }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       let rope;
       const tap = inst.structure.layers[0]?.attention;
       if (tap?.kind === 'qk') {
@@ -88,16 +92,21 @@ export class CalibrationSession {
       }
       return new CalibrationSession(frontend, source, inst, runner, rope);
     } catch (e) {
-      source.close();
-      await frontend.dispose();
+      // The instrumented session's folder beside the model goes with it.
+      await runner?.dispose().catch(() => undefined);
+      source?.close();
+      await frontend.dispose().catch(() => undefined);
       throw e;
     }
   }
 
   async dispose(): Promise<void> {
-    await this.runner.dispose();
-    await this.frontend.dispose();
-    this.source.close();
+    try {
+      await this.runner.dispose();
+    } finally {
+      this.source.close();
+      await this.frontend.dispose();
+    }
   }
 
   get numLayers(): number {

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
+import { checkLayerIndices } from '../graph/surgery';
 import { OnnxFile } from '../onnx/onnxFile';
 import { readWeightMatrix } from '../graph/linearWeights';
 import { ModelPackage } from '../package/modelPackage';
@@ -48,7 +49,7 @@ export function planFromStats(stats: CalibrationStats, o: PruneOptions): Plan {
   const scores = methodScores(stats, o.method);
   if (o.method === 'manual') {
     if (!o.layers?.length) throw new Error('manual choice needs a list of layers');
-    return { removed: [...o.layers].sort((a, b) => a - b), scores, candidates };
+    return { removed: checkLayerIndices(o.layers, L).sort((a, b) => a - b), scores, candidates };
   }
   const n = layersToRemove(o.ratio, L);
   const removed = o.method === 'random' ? selectRandom(n, candidates, L, o.seed) : selectByScore(scores, n, candidates);
@@ -148,15 +149,29 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
   const src = OnnxFile.open(pkg.decoder);
   try {
     const size = fs.statSync(pkg.decoder).size;
-    if (recipe.model.bytes !== size) throw new Error(`the recipe was made for a decoder of ${recipe.model.bytes} bytes; ${path.basename(pkg.decoder)} has ${size}: not the same model`);
+    if (recipe.model?.bytes !== size) throw new Error(`the recipe was made for a decoder of ${recipe.model?.bytes} bytes; ${path.basename(pkg.decoder)} has ${size}: not the same model`);
     const inits = src.initializerMap();
     const replace = new Map<string, Float64Array>();
-    for (const c of recipe.compensation) {
-      const buf = Buffer.from(c.basis.float64, 'base64');
-      const V = mat(c.basis.rows, c.basis.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
+    for (const [i, c] of recipe.compensation.entries()) {
+      // A recipe is a file the user may have edited: its bases must be what the weights need.
+      const b = c?.basis;
+      const bad = (why: string) => new Error(`the recipe's compensation ${i} is damaged: ${why}`);
+      if (!b || !Number.isSafeInteger(b.rows) || !Number.isSafeInteger(b.cols) || b.rows <= 0 || b.cols <= 0 || b.cols > b.rows || typeof b.float64 !== 'string') throw bad('its basis needs rows >= cols > 0 and base64 data');
+      const buf = Buffer.from(b.float64, 'base64');
+      if (buf.length !== b.rows * b.cols * 8) throw bad(`its basis holds ${buf.length} bytes, ${b.rows} x ${b.cols} float64 need ${b.rows * b.cols * 8}`);
+      const V = mat(b.rows, b.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
+      if (!V.data.every(Number.isFinite)) throw bad('its basis holds values that are not finite');
+      if (!Array.isArray(c.weights)) throw bad('no list of weights');
       for (const w of c.weights) {
-        if (!inits.has(w.name)) throw new Error(`recipe weight ${w.name} is not in the model`);
-        const W = readWeightMatrix(src, w.name);
+        if (!inits.has(w?.name)) throw new Error(`recipe weight ${w?.name} is not in the model`);
+        if ((w.side !== 'output' && w.side !== 'input') || typeof w.inOut !== 'boolean') throw bad(`weight ${w.name} has no side and layout`);
+        // Quantised weights (a package without a float decoder) are read dequantised.
+        let W: ReturnType<typeof readWeightMatrix>;
+        try {
+          W = readWeightMatrix(src, w.name);
+        } catch (e) {
+          throw bad((e as Error).message);
+        }
         replace.set(w.name, projectWeight(W.data, W.rows, W.cols, V, w.side, w.inOut));
       }
     }

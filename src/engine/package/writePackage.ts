@@ -7,10 +7,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
+import { discoverLayers } from '../graph/layers';
 import { removeLayers } from '../graph/surgery';
-import { ModelPackage, PackageError } from './modelPackage';
+import { checkOutputLocation } from '../outputLocation';
 import { ModelProto } from '../onnx/proto';
-import { makeTempDir } from './tempDir';
+import { checkPackageConsistency } from './consistency';
+import { ModelPackage, PackageError } from './modelPackage';
+import { makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
 import { applyToCalibrated, applyToVariant, Linears, linearsOf, placeReplacements, PlacedReplacement, VariantError } from './variantEdits';
 import { partialPrefix, RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
 import type { DecoderVariantOutcome } from '../../protocol/report';
@@ -71,14 +74,16 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
   if (fs.existsSync(outDir) && !opts.overwrite) {
     throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
   }
+  checkOutputLocation(outDir);
   // Read and prune before creating anything, so that a bad model or layer list leaves no folder.
   const src = OnnxFile.open(pkg.decoder);
   const opened: OnnxFile[] = [src];
   let tmp: string | undefined;
   try {
     const check = opts.checkCancelled ?? (() => undefined);
-    // Every external tensor readable (inside the folder, file present, long enough) before anything is written.
-    for (const t of src.initializerMap().values()) src.externalRef(t);
+    // The file is validated on opening (shapes against data, external ranges, topology);
+    // the config must describe this decoder before a copy of both is written.
+    checkPackageConsistency(pkg, src, discoverLayers(src.graph));
     // Replace weights by their original names first: removal renumbers `layers.N` names.
     const replace = opts.replace ?? new Map<string, Float32Array | Float64Array>();
     let lin: Linears | undefined;
@@ -139,7 +144,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     }
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
-    tmp = makeTempDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
+    tmp = makeScratchDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
     // The folder was made with the user's umask; copies get the source's mode under it, as cp does.
     const allowedMode = fs.statSync(tmp).mode & 0o777;
     const skip = new Set<string>();
@@ -188,6 +193,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       fs.renameSync(tmp, outDir);
       fs.rmSync(old, { recursive: true, force: true });
     } else fs.renameSync(tmp, outDir);
+    releaseScratchDir(tmp);
+    tmp = undefined;
     return {
       outDir,
       removed: removal.removed,
@@ -198,7 +205,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       variants,
     };
   } catch (e) {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) removeScratchDir(tmp);
     throw e;
   } finally {
     for (const f of opened) f.close();

@@ -7,6 +7,7 @@ import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
 import { encodeModel, ModelProto } from '../onnx/proto';
+import { makeScratchDir, removeScratchDir } from '../scratch';
 import { SESSION_PREFIX } from '../../protocol/files';
 
 export { ort };
@@ -64,12 +65,15 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
     return {
       session,
       dispose: async () => {
-        await session.release();
-        fs.rmSync(dir, { recursive: true, force: true });
+        try {
+          await session.release();
+        } finally {
+          removeScratchDir(dir);
+        }
       },
     };
   } catch (e) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeScratchDir(dir);
     throw e;
   }
 }
@@ -82,7 +86,7 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   for (const parent of parents) {
     let dir: string | undefined;
     try {
-      dir = fs.mkdtempSync(path.join(parent, `.${SESSION_PREFIX}`));
+      dir = makeScratchDir(parent, `.${SESSION_PREFIX}`);
       for (const loc of locations) {
         const link = path.join(dir, loc);
         fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -90,15 +94,20 @@ function linkedCopyDir(source: OnnxFile, locations: string[]): string {
       }
       return dir;
     } catch {
-      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+      if (dir) removeScratchDir(dir);
     }
   }
   // Last resort (no writable folder on the model's file system): copy the data.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), SESSION_PREFIX));
-  for (const loc of locations) {
-    const dst = path.join(dir, loc);
-    fs.mkdirSync(path.dirname(dst), { recursive: true });
-    fs.copyFileSync(source.resolveExternal(loc), dst);
+  const dir = makeScratchDir(os.tmpdir(), SESSION_PREFIX);
+  try {
+    for (const loc of locations) {
+      const dst = path.join(dir, loc);
+      fs.mkdirSync(path.dirname(dst), { recursive: true });
+      fs.copyFileSync(source.resolveExternal(loc), dst);
+    }
+  } catch (e) {
+    removeScratchDir(dir);
+    throw e;
   }
   return dir;
 }
