@@ -36,7 +36,7 @@ async function measure(kind: string, n: number): Promise<void> {
     const t0 = performance.now();
     for (const s of samples) {
       const enc = await fe.encode(s.messages, s.image, false);
-      await dec.step(enc.embeds, enc.seqLen);
+      await fe.prefill(enc, dec);
     }
     seconds = (performance.now() - t0) / 1000;
     await dec.dispose();

@@ -71,7 +71,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       common.json,
       common.quiet,
     ],
-    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, seconds}.',
+    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, warnings?, seconds}; scp is whether a layer was compensated, warnings what the report says went otherwise than asked (also on stderr).',
   },
   bench: {
     name: 'bench',
@@ -170,6 +170,7 @@ async function prune(p: Parsed): Promise<void> {
     { model: p.positionals[0], calib, out: str(p, 'out'), overwrite: has(p, 'overwrite'), recipe, ...run, options },
     { onProgress: stderrProgress(has(p, 'quiet')) },
   );
+  for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
   if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');
   else {
     process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);

@@ -80,7 +80,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const started = Date.now();
   const pkg = openPackage(a.model);
   await checkDecoder(pkg);
-  const summary = (outDir: string, removed: number[], numLayers: number, method: string, scp: boolean, report?: string): PruneSummary => ({
+  const summary = (outDir: string, removed: number[], numLayers: number, method: string, scp: boolean, report?: string, warnings?: string[]): PruneSummary => ({
     out: outDir,
     removed,
     ratio: removed.length / (numLayers + removed.length),
@@ -88,6 +88,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     method,
     scp,
     report,
+    ...(warnings?.length ? { warnings } : {}),
     seconds: (Date.now() - started) / 1000,
   });
   if (a.recipe) {
@@ -121,7 +122,8 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const stats = await runCalibration(cs, samples, o, hooks);
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
-    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, o.scp, path.join(res.outDir, REPORT_FILE)), variants: res.report.output.variants };
+    // SCP may be skipped for a family (a norm after the projected weight): say so, not "+ SCP".
+    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants };
   } finally {
     await cs.dispose();
   }

@@ -84,6 +84,8 @@ export interface PruneSummary {
   scp: boolean;
   /** The report written into the package (absent for packages made without calibration). */
   report?: string;
+  /** What the report says went otherwise than asked (e.g. SCP skipped for a family). */
+  warnings?: string[];
   seconds: number;
   /** Each dtype variant of the decoder and what was done to it (calibrated, compensated, layers-only, dropped). */
   variants?: DecoderVariantOutcome[];

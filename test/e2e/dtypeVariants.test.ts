@@ -156,7 +156,7 @@ test('each pruned variant is as close to the pruned fp32 model as the original v
     let removal = 0;
     for (const item of items) {
       const enc = await fe.encode(evalMessages(item), item.image, true);
-      const logits = async (pkg: string, d: Dtype) => (await (await runnerOf(pkg, d)).step(enc.embeds, enc.seqLen)).lastLogits;
+      const logits = async (pkg: string, d: Dtype) => (await fe.prefill(enc, await runnerOf(pkg, d))).lastLogits;
       const [o32, p32] = [await logits(orig, 'fp32'), await logits(pruned, 'fp32')];
       removal += rel(o32, p32);
       for (const d of QUANTISED) {
@@ -230,7 +230,7 @@ test('without an fp32 decoder, calibration runs on fp16, on q4 or on uint8 when 
     let fromFp32 = 0;
     for (const item of items) {
       const enc = await fe.encode(evalMessages(item), item.image, true);
-      const [la, lb, lc] = [await a.step(enc.embeds, enc.seqLen), await b.step(enc.embeds, enc.seqLen), await c.step(enc.embeds, enc.seqLen)].map((s) => s.lastLogits);
+      const [la, lb, lc] = [await fe.prefill(enc, a), await fe.prefill(enc, b), await fe.prefill(enc, c)].map((s) => s.lastLogits);
       fromQ4 += relL2(la, lb) / items.length;
       fromFp32 += relL2(la, lc) / items.length;
     }

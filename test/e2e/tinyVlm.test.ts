@@ -12,7 +12,6 @@ import { removeLayers } from '../../src/engine/graph/surgery';
 import { OnnxFile } from '../../src/engine/onnx/onnxFile';
 import { openPackage } from '../../src/engine/package/modelPackage';
 import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
-import { generateGreedy } from '../../src/engine/runtime/generate';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
 import { transformersJsAnswers } from '../support/transformersJs';
 
@@ -52,7 +51,7 @@ test('prompts tokenize as in PyTorch and logits match the PyTorch references, wi
       assert.deepEqual(enc.ids, s.input_ids, `${s.id}: input ids`);
       for (const sk of s.skips) {
         const r = await runner(sk.skip);
-        const out = await r.step(enc.embeds, enc.seqLen);
+        const out = await fe.prefill(enc, r);
         const want: number[] = sk.logits_f32;
         let maxDiff = 0;
         let scale = 0;
@@ -95,21 +94,29 @@ test('transformers.js loads the package and answers as our runner does', async (
 
 test('an answer that ends at once (end-of-sequence first) is the empty string, not an error', async () => {
   // Pruned models do this; transformers.js' decode rejects an empty token list. The decoder
-  // stands in for one whose first prediction is end-of-sequence (no KV cache is read then).
-  const fe = await VlmFrontend.open(openPackage(model));
+  // session stands in for one whose first prediction is end-of-sequence.
+  const pkg = openPackage(model);
+  const fe = await VlmFrontend.open(pkg);
+  const real = await DecoderRunner.fromFile(pkg.decoder);
   try {
     const [item] = loadEval(path.join(data, 'eval.jsonl'), 1);
     const enc = await fe.encode(evalMessages(item), item.image, true);
-    const eosFirst = new Float32Array(fe.eosIds[0] + 8);
-    eosFirst[fe.eosIds[0]] = 1;
     let calls = 0;
-    const decoder = { step: async () => { calls++; return { lastLogits: eosFirst, present: [] }; } } as unknown as DecoderRunner;
-    const gen = await generateGreedy(fe, decoder, enc);
+    const eosFirst = Object.create(real) as DecoderRunner;
+    eosFirst.run = async (feeds) => {
+      calls++;
+      const out = await real.run(feeds);
+      const lastLogits = new Float32Array(out.vocab);
+      lastLogits[fe.eosIds[0]] = 1;
+      return { ...out, lastLogits };
+    };
+    const gen = await fe.generate(enc, eosFirst);
     assert.deepEqual(gen.tokens, []);
     assert.equal(gen.text, '');
     assert.equal(calls, 1, 'no decoding step after end-of-sequence');
     assert.equal(fe.decode([]), '');
   } finally {
+    await real.dispose();
     await fe.dispose();
   }
 });

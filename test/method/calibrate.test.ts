@@ -75,7 +75,7 @@ test('all-token per-layer cosine on models/tiny-llava matches the PyTorch refere
       assert.equal(enc.seqLen, s.num_tokens, `${s.id}: prompt length`);
       const taps = await cs.run(enc, layers);
       const S = enc.seqLen;
-      const D = enc.hidden;
+      const D = taps.hidden;
       for (const l of layers) {
         const cos = tokenCosines(taps.residualIn(l), taps.residualOut(l), S, D);
         const m = cos.reduce((a, b) => a + b, 0) / S;

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { attentionFromQK } from '../../src/engine/method/fusedAttention';
 import { headMean, selectTokens, tokenImportance } from '../../src/engine/method/tis';
+import { bidirectionalImageBlocks } from '../../src/engine/runtime/family';
 import { Rng } from '../support/prng';
 
 // ----------------------------------------------------------------------------- references
@@ -404,4 +405,66 @@ test('attentionFromQK: rotary makes scores depend on relative position only (a c
   // Ratio of weights at distance 0 and 1 is exp(logit(0) - logit(1)), the same on every row >= 1.
   const ratios = Array.from({ length: S - 1 }, (_, i) => probs[(i + 1) * S + i + 1] / probs[(i + 1) * S + i]);
   for (const r of ratios) assert.ok(Math.abs(r - ratios[0]) < 1e-12 * ratios[0], `ratios ${ratios}`);
+});
+
+// ----------------------------------------------------------------------------- non-causal masks
+
+test('TIS and head averaging with bidirectional image blocks (Gemma 3 style) follow the mask the decoder applies', () => {
+  // Text, image block, text, image block, text. Within a block every image token sees every
+  // other; elsewhere causal. The reference builds the visibility matrix from the block list
+  // and applies the DESIGN definitions with "rows that can see the token" literally.
+  const isImage = layout([['T', 3], ['V', 4], ['T', 2], ['V', 3], ['T', 3]]);
+  const S = isImage.length;
+  const blocks = [[3, 7], [9, 12]];
+  const sees = (q: number, k: number) => k <= q || blocks.some(([a, b]) => q >= a && q < b && k >= a && k < b);
+  const rng = new Rng('bidirectional');
+  const heads = 3;
+  const p = new Float64Array(heads * S * S);
+  for (let h = 0; h < heads; h++) for (let q = 0; q < S; q++) {
+    let z = 0;
+    for (let k = 0; k < S; k++) if (sees(q, k)) z += p[(h * S + q) * S + k] = Math.exp(2 * rng.normal());
+    for (let k = 0; k < S; k++) p[(h * S + q) * S + k] /= z;
+  }
+  const lastKey = bidirectionalImageBlocks({ ids: Array.from({ length: S }, () => 0), isImage, inputs: {} });
+  const att = headMean(p, heads, S, S, lastKey);
+  const A: number[][] = [];
+  for (let q = 0; q < S; q++) {
+    A.push([]);
+    for (let k = 0; k < S; k++) {
+      let s = 0;
+      for (let h = 0; h < heads; h++) s += p[(h * S + q) * S + k];
+      A[q].push(s / heads);
+    }
+  }
+  assertClose(att.probs, A.flat(), 1e-14, 'head mean keeps the image blocks\' forward attention');
+  const ref: number[] = [];
+  for (let i = 0; i < S; i++) {
+    const rowsOf = (img: number) => Array.from({ length: S }, (_, r) => r).filter((r) => isImage[r] === img && sees(r, i)).map((r) => A[r][i]);
+    const terms = isImage[i]
+      ? [rowsOf(1), rowsOf(0)]
+      : [Array.from({ length: S }, (_, j) => j).filter((j) => isImage[j] && sees(i, j)).map((j) => A[i][j]), rowsOf(0)];
+    const present = terms.filter((t) => t.length);
+    ref.push(present.reduce((a, t) => a + mean(t), 0) / present.length);
+  }
+  assertClose(tokenImportance(att, isImage), ref, 1e-12, 'TIS under the block mask');
+  // The causal reading of the same map differs (image token 4 is seen by image row 3 too).
+  const causal = tokenImportance({ probs: att.probs, seqLen: S }, isImage);
+  assert.ok(Math.abs(causal[4] - ref[4]) > 1e-6);
+
+  // Fused attention recomputed under the same mask: an independent masked softmax.
+  const headDim = 4;
+  const q = Float64Array.from({ length: S * heads * headDim }, () => rng.normal());
+  const k = Float64Array.from({ length: heads * S * headDim }, () => rng.normal());
+  const got = attentionFromQK(q, k, S, heads, heads, headDim, new Float64Array(0), new Float64Array(0), headDim, false, undefined, false, lastKey);
+  for (let h = 0; h < heads; h++) for (let s = 0; s < S; s++) {
+    const logits = Array.from({ length: S }, (_, t) => {
+      let dot = 0;
+      for (let e = 0; e < headDim; e++) dot += q[(s * heads + h) * headDim + e] * k[(h * S + t) * headDim + e];
+      return sees(s, t) ? dot / Math.sqrt(headDim) : -Infinity;
+    });
+    const m = Math.max(...logits);
+    const ex = logits.map((x) => Math.exp(x - m));
+    const z = ex.reduce((a, b) => a + b, 0);
+    for (let t = 0; t < S; t++) assert.ok(Math.abs(got[(h * S + s) * S + t] - ex[t] / z) < 1e-13, `head ${h} row ${s} key ${t}`);
+  }
 });

@@ -1,5 +1,5 @@
-// A real report, benchmark and sweep of the bundled tiny VLM, produced by the CLI (dist/cli.js)
-// the way the extension host's engine produces them.
+// A real report, benchmark and sweep of the bundled tiny VLM (or another package on the tiny-vqa
+// data), produced by the CLI (dist/cli.js) the way the extension host's engine produces them.
 
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -26,12 +26,12 @@ export interface Fixtures {
   images: Record<number, string>;
 }
 
-export async function makeFixtures(opts: { sweep?: boolean } = {}): Promise<Fixtures> {
+export async function makeFixtures(opts: { sweep?: boolean; model?: string } = {}): Promise<Fixtures> {
   const cli = path.join(REPO, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing: run `npm run build` first');
   if (!fs.existsSync(path.join(REPO, 'dist', 'webview.js'))) throw new Error('dist/webview.js is missing: run `npm run build` first');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-webview-'));
-  const model = path.join(REPO, 'models', 'tiny-llava');
+  const model = path.resolve(REPO, opts.model ?? 'models/tiny-llava');
   const data = path.join(REPO, 'data', 'tiny-vqa');
   const pruned = path.join(dir, 'pruned');
   const opt = { cwd: REPO, maxBuffer: 64 << 20, env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } };

@@ -1,6 +1,7 @@
 // Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
-// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png.
-//   npm run build && node out/test/webview/screenshots.js
+// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png; with a model
+// and a prefix, of another package (e.g. the Qwen2-VL miniature, Dark+ only):
+//   npm run build && node out/test/webview/screenshots.js [outDir] [model prefix]
 // (Not a test: it only runs when started directly, never under node --test.)
 
 import * as fs from 'fs';
@@ -9,14 +10,14 @@ import type { PanelKind } from '../../src/protocol/messages';
 import { makeFixtures } from './fixtures';
 import { launchChromium, openPanel, REPO, startServer } from './harness';
 
-export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots')): Promise<string[]> {
+export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
-  const fx = await makeFixtures({ sweep: true });
+  const fx = await makeFixtures({ sweep: true, model });
   const server = await startServer();
   const browser = await launchChromium();
   const written: string[] = [];
   try {
-    for (const theme of ['light', 'dark'] as const) {
+    for (const theme of model ? (['dark'] as const) : (['light', 'dark'] as const)) {
       for (const panel of ['redundancy', 'tokens', 'gap', 'benchmark'] as PanelKind[]) {
         const p = await openPanel(browser, server.origin, panel, theme, { width: 1100, height: 800, images: fx.images });
         await p.send({ type: 'show', panel, report: fx.report, benchmark: panel === 'benchmark' ? fx.benchmarkWithSweep : undefined });
@@ -24,7 +25,7 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
         await p.page.waitForTimeout(150);
         const problems = await p.problems();
         if (problems.length) throw new Error(`${panel}/${theme}: ${problems.join('; ')}`);
-        const file = path.join(outDir, `${panel}-${theme}.png`);
+        const file = path.join(outDir, `${prefix}${panel}-${theme}.png`);
         await p.page.screenshot({ path: file, fullPage: true });
         written.push(file);
         await p.page.close();
@@ -39,7 +40,7 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
 }
 
 if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
-  takeScreenshots(process.argv[2]).then(
+  takeScreenshots(process.argv[2], process.argv[3], process.argv[4]).then(
     (files) => console.log(files.map((f) => path.relative(REPO, f)).join('\n')),
     (e) => {
       console.error(e);

@@ -41,7 +41,8 @@ function question(s: TokenSample): string {
   const lastImg = s.isImage.lastIndexOf(1);
   const after = s.tokens.slice(lastImg + 1);
   const stop = after.findIndex((x) => /^assistant$/i.test(x));
-  const words = (stop >= 0 ? after.slice(0, stop) : after).join(' ');
+  // Special tokens around the question (<|vision_end|>, <|im_end|>, <end_of_turn>) are not words.
+  const words = (stop >= 0 ? after.slice(0, stop) : after).filter((x) => !/^<[^<>\s]+>$/.test(x)).join(' ');
   return (firstImg >= 0 ? words : s.tokens.join(' ')).replace(/\s+([?.,!:;])/g, '$1').slice(0, 60);
 }
 

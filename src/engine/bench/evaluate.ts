@@ -8,9 +8,8 @@ import { OnnxFile } from '../onnx/onnxFile';
 import { checkPackageConsistency } from '../package/consistency';
 import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
-import { generateGreedy } from '../runtime/generate';
 import { RuntimeOptions } from '../runtime/ort';
-import { VlmFrontend } from '../runtime/vlmFrontend';
+import { Frontend, openFrontend } from '../runtime/frontend';
 import { relativeAccuracy } from '../../protocol/report';
 
 export interface FamilyScore {
@@ -67,7 +66,7 @@ interface Loaded {
   root: string;
   numLayers: number;
   sizeBytes: number;
-  frontend: VlmFrontend;
+  frontend: Frontend;
   decoder: DecoderRunner;
   answers: ModelBench['answers'];
   fam: Record<string, FamilyScore>;
@@ -100,7 +99,7 @@ export async function benchModels(
       } finally {
         src.close();
       }
-      const frontend = await VlmFrontend.open(pkg, opts);
+      const frontend = await openFrontend(pkg, opts);
       const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
       loaded.push({ root: pkg.root, numLayers, sizeBytes, frontend, decoder, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });
@@ -112,7 +111,7 @@ export async function benchModels(
         opts.checkCancelled?.();
         const t0 = performance.now();
         const enc = await l.frontend.encode(evalMessages(item), item.image, true);
-        const g = await generateGreedy(l.frontend, l.decoder, enc, opts.maxNewTokens ?? 4);
+        const g = await l.frontend.generate(enc, l.decoder, opts.maxNewTokens ?? 4);
         l.ms += performance.now() - t0;
         l.prefill += g.prefillMs;
         l.decode += g.decodeMs;

@@ -14,7 +14,7 @@ import { removeLayers } from '../graph/surgery';
 import { withReplacements } from '../package/variantEdits';
 import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
-import { Encoded } from '../runtime/vlmFrontend';
+import { Feeds } from '../runtime/ort';
 import { ModelProto } from '../onnx/proto';
 import type { RunOptions } from '../../protocol/engineApi';
 import { checkAgainstModel } from '../../protocol/options';
@@ -94,9 +94,11 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
     for (const ratio of a.ratios) checkAgainstModel({ ...base, ratio }, L); // before the calibration pass
     const stats = await runCalibration(cs, samples, base, hooks);
 
-    const encoded: Encoded[] = [];
+    // Each item's decoder inputs, as the family's class builds them, serve every variant.
+    const encoded: Feeds[] = [];
     for (let i = 0; i < items.length; i++) {
-      encoded.push(await cs.frontend.encode(evalMessages(items[i]), items[i].image, true));
+      const enc = await cs.frontend.encode(evalMessages(items[i]), items[i].image, true);
+      encoded.push((await cs.frontend.prefill(enc, cs.runner)).feeds);
       hooks.onProgress?.({ stage: 'encode', done: i + 1, total: items.length });
     }
     const score = async (model: ModelProto, ref?: Scored): Promise<Scored & { agreement?: number; klMean?: number }> => {
@@ -109,7 +111,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
         let kl = 0;
         for (let i = 0; i < items.length; i++) {
           hooks.checkCancelled?.();
-          const step = await runner.step(encoded[i].embeds, encoded[i].seqLen);
+          const step = await runner.run(encoded[i]);
           const tok = argmax(step.lastLogits);
           const ok = normalizeAnswer(cs.frontend.decode([tok])) === normalizeAnswer(items[i].answer);
           const f = (fam[items[i].family] ??= { n: 0, c: 0 });

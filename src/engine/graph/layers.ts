@@ -202,6 +202,26 @@ function producingLinear(idx: GraphIndex, tensor: string): WeightRef | undefined
   return undefined;
 }
 
+/**
+ * Whether another weighted linear of the block reads this node's output (through any of the
+ * block's ops). The block's output-side linears (o_proj, down_proj) do not, even when a norm
+ * sits between them and the residual add (Gemma's sandwich norms), so they are never taken
+ * for input-side weights.
+ */
+function feedsLinear(idx: GraphIndex, start: NodeProto, block: Set<NodeProto>): boolean {
+  const seen = new Set<NodeProto>();
+  const stack = [...start.output];
+  while (stack.length) {
+    for (const c of idx.consumersOf(stack.pop()!)) {
+      if (!block.has(c) || seen.has(c)) continue;
+      if (LINEAR_OPS.has(c.opType) && weightOf(idx, c)) return true;
+      seen.add(c);
+      stack.push(...c.output);
+    }
+  }
+  return false;
+}
+
 function weightOf(idx: GraphIndex, n: NodeProto): WeightRef | undefined {
   const w = n.input[1];
   if (w && idx.initializers.has(w)) {
@@ -276,13 +296,15 @@ export function discoverLayers(graph: GraphProto): DecoderStructure {
     const mlpInputWeights: WeightRef[] = [];
     const oProj = producingLinear(idx, attnStep.branch);
     const downProj = producingLinear(idx, mlpStep.branch);
+    const attnSet = new Set(attnNodes);
+    const mlpSet = new Set(mlpNodes);
     for (const n of attnNodes) {
-      if (!LINEAR_OPS.has(n.opType) || n === oProj?.node) continue;
+      if (!LINEAR_OPS.has(n.opType) || n === oProj?.node || !feedsLinear(idx, n, attnSet)) continue;
       const w = weightOf(idx, n);
       if (w) attnInputWeights.push(w);
     }
     for (const n of mlpNodes) {
-      if (!LINEAR_OPS.has(n.opType) || n === downProj?.node) continue;
+      if (!LINEAR_OPS.has(n.opType) || n === downProj?.node || !feedsLinear(idx, n, mlpSet)) continue;
       const w = weightOf(idx, n);
       if (w) mlpInputWeights.push(w);
     }

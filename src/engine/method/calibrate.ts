@@ -10,7 +10,8 @@ import { checkPackageConsistency } from '../package/consistency';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from '../runtime/decoderRunner';
 import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
-import { Encoded, VlmFrontend } from '../runtime/vlmFrontend';
+import { Frontend, openFrontend } from '../runtime/frontend';
+import { Encoded, Prefill } from '../runtime/vlmFrontend';
 import { Histogram, TokenSample } from '../../protocol/report';
 import { meanOver, tokenCosines } from './cosine';
 import { attentionFromQK } from './fusedAttention';
@@ -65,7 +66,7 @@ function histogramAdd(h: Histogram, v: number): void {
 /** Opens what a calibration pass needs: frontend, instrumented decoder and rotary caches. */
 export class CalibrationSession {
   private constructor(
-    readonly frontend: VlmFrontend,
+    readonly frontend: Frontend,
     readonly source: OnnxFile,
     readonly inst: Instrumented,
     readonly runner: DecoderRunner,
@@ -73,7 +74,7 @@ export class CalibrationSession {
   ) {}
 
   static async open(pkg: ModelPackage, opts: RuntimeOptions = {}, layers?: number[]): Promise<CalibrationSession> {
-    const frontend = await VlmFrontend.open(pkg, opts);
+    const frontend = await openFrontend(pkg, opts);
     let source: OnnxFile | undefined;
     let runner: DecoderRunner | undefined;
     try {
@@ -117,24 +118,27 @@ export class CalibrationSession {
     return this.frontend.encode(s.messages, s.image, false);
   }
 
-  /** Runs one sample; returns accessors for the taps of the requested layers. */
+  /**
+   * Runs one sample's prompt pass, the decoder inputs built by the family's own model class;
+   * returns accessors for the taps of the requested layers.
+   */
   async run(enc: Encoded, layers: number[]): Promise<SampleTaps> {
     const fetch = new Set<string>();
     for (const l of layers) {
       const t = this.inst.taps[l];
       for (const n of [t.residualIn, t.residualMid, t.residualOut, t.probs, t.query, t.presentKey]) if (n) fetch.add(n);
     }
-    const out = await this.runner.step(enc.embeds, enc.seqLen, undefined, [...fetch]);
-    return new SampleTaps(this, enc, out.outputs);
+    const out = await this.frontend.prefill(enc, this.runner, [...fetch]);
+    return new SampleTaps(this, enc, out);
   }
 
-  attention(l: number, outputs: Record<string, ort.Tensor>, S: number): AttentionMap {
+  attention(l: number, outputs: Record<string, ort.Tensor>, S: number, lastKey?: Int32Array): AttentionMap {
     const t = this.inst.taps[l];
     const a = this.inst.structure.layers[l].attention!;
     if (t.probs) {
       const p = outputs[t.probs];
       const [, heads, , T] = p.dims;
-      return headMean(toFloat32(p), heads, S, T);
+      return headMean(toFloat32(p), heads, S, T, lastKey);
     }
     if (t.query && t.presentKey && this.rope) {
       const q = toFloat32(outputs[t.query]);
@@ -143,8 +147,8 @@ export class CalibrationSession {
       const headDim = outputs[t.presentKey].dims[3];
       const heads = a.numHeads ?? q.length / S / headDim;
       const scale = a.node?.attribute.find((x) => x.name === 'scale')?.f;
-      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, this.rope.cos, this.rope.sin, this.rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true);
-      return headMean(probs, heads, S, probs.length / (heads * S));
+      const probs = attentionFromQK(q, k, S, heads, kvHeads, headDim, this.rope.cos, this.rope.sin, this.rope.rotaryDim, a.rotaryInterleaved ?? false, scale || undefined, a.doRotary ?? true, lastKey);
+      return headMean(probs, heads, S, probs.length / (heads * S), lastKey);
     }
     throw new Error(`layer ${l}: no attention tap to compute token importance from`);
   }
@@ -154,24 +158,29 @@ export class SampleTaps {
   constructor(
     private readonly cs: CalibrationSession,
     readonly enc: Encoded,
-    private readonly outputs: Record<string, ort.Tensor>,
+    private readonly pass: Prefill,
   ) {}
+
+  /** Width of the residual stream. */
+  get hidden(): number {
+    return this.pass.hidden;
+  }
 
   residualIn(l: number): Float32Array {
     const n = this.cs.inst.taps[l].residualIn;
-    return n ? toFloat32(this.outputs[n]) : this.enc.embeds;
+    return n ? toFloat32(this.pass.outputs[n]) : this.pass.embeds;
   }
 
   residualMid(l: number): Float32Array {
-    return toFloat32(this.outputs[this.cs.inst.taps[l].residualMid]);
+    return toFloat32(this.pass.outputs[this.cs.inst.taps[l].residualMid]);
   }
 
   residualOut(l: number): Float32Array {
-    return toFloat32(this.outputs[this.cs.inst.taps[l].residualOut]);
+    return toFloat32(this.pass.outputs[this.cs.inst.taps[l].residualOut]);
   }
 
   attention(l: number): AttentionMap {
-    return this.cs.attention(l, this.outputs, this.enc.seqLen);
+    return this.cs.attention(l, this.pass.outputs, this.enc.seqLen, this.enc.lastKey);
   }
 }
 
@@ -192,7 +201,7 @@ export async function calibrate(cs: CalibrationSession, samples: CalibSample[], 
     const enc = await cs.encode(samples[n]);
     const taps = await cs.run(enc, layers);
     const S = enc.seqLen;
-    const D = enc.hidden;
+    const D = taps.hidden;
     hidden = D;
     tokens += S;
     const visIdx: number[] = [];
@@ -235,7 +244,7 @@ export async function calibrate(cs: CalibrationSession, samples: CalibSample[], 
   return { numLayers: L, hidden, samples: samples.length, tokens, visualTokens, layers: sums, histVisual, histText, tokenSamples, style: cs.inst.structure.style };
 }
 
-function tokenTexts(frontend: VlmFrontend, enc: Encoded): string[] {
+function tokenTexts(frontend: Frontend, enc: Encoded): string[] {
   return enc.ids.map((id, i) => (enc.isImage[i] ? '<image>' : frontend.tokenText(id) || String(id)));
 }
 

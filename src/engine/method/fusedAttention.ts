@@ -11,6 +11,8 @@
  * @param interleaved rotate pairs (2j, 2j+1) instead of halves (rotate_half, the default)
  * @param scale      default 1 / sqrt(headDim)
  * @param applyRotary false when the query is already rotated (separate RotaryEmbedding nodes)
+ * @param lastKey    per query row, the last of this step's keys it sees (a non-causal mask;
+ *                   absent = causal)
  * @returns [heads, S, T] probabilities (masked entries 0); [heads, S, S] with an empty past
  */
 export function attentionFromQK(
@@ -26,6 +28,7 @@ export function attentionFromQK(
   interleaved = false,
   scale?: number,
   applyRotary = true,
+  lastKey?: Int32Array,
 ): Float64Array {
   if (query.length !== S * heads * headDim) throw new Error(`attentionFromQK: query has ${query.length} values, expected ${S}x${heads}x${headDim}`);
   if (heads % kvHeads !== 0) throw new Error(`attentionFromQK: ${heads} heads is not a multiple of ${kvHeads} kv heads`);
@@ -66,7 +69,7 @@ export function attentionFromQK(
   for (let h = 0; h < heads; h++) {
     const kvh = Math.floor(h / nRep);
     for (let s = 0; s < S; s++) {
-      const last = past + s;
+      const last = past + (lastKey ? lastKey[s] : s);
       let max = -Infinity;
       for (let t = 0; t <= last; t++) {
         let dot = 0;

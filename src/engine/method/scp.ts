@@ -7,6 +7,7 @@
 import { CalibSample } from '../data/datasets';
 import { Mat, mat, projectWeight, topRightSingular } from '../linalg/svd';
 import { readWeightMatrix } from '../graph/linearWeights';
+import { LayerInfo, WeightRef } from '../graph/layers';
 import { FeatureMode, PairReport, RecipeCompensation, ScpTarget } from '../../protocol/report';
 import { CalibrationSession, Progress } from './calibrate';
 import { KeepMode, selectTokens, tokenImportance } from './tis';
@@ -87,6 +88,11 @@ function toBase64(m: Mat): string {
   return Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength).toString('base64');
 }
 
+/** The weights SCP projects in a partner layer (undefined where the graph has none). */
+function targetWeights(layer: LayerInfo, target: ScpOptions['target']): Array<WeightRef | undefined> {
+  return target === 'down_proj' ? [layer.downProj] : target === 'o_proj' ? [layer.oProj] : [...layer.attnInputWeights, ...layer.mlpInputWeights];
+}
+
 export async function compensate(
   cs: CalibrationSession,
   samples: CalibSample[],
@@ -98,6 +104,13 @@ export async function compensate(
   const result: ScpResult = { pairs: [], replace: new Map(), compensation: [], warnings };
   if (!active.length) return result;
   const structure = cs.inst.structure;
+  const unfoldable = active.filter((p) => targetWeights(structure.layers[p.partner], opts.target).some((r) => !r)).map((p) => p.partner);
+  if (unfoldable.length) {
+    // Gemma 2/3 put a norm between down_proj / o_proj and the residual add: no weight writes
+    // linearly into the residual stream, so the projection has nowhere to be folded.
+    warnings.push(`SCP skipped: in layer${unfoldable.length > 1 ? 's' : ''} ${unfoldable.join(', ')} no ${opts.target} weight writes linearly into the residual stream (a normalization follows it, as in Gemma's sandwich norms); the layers were removed without compensation (--scp-target input projects their input-side weights instead)`);
+    return result;
+  }
   const needed = [...new Set(active.flatMap((p) => [p.pruned, p.partner]))];
   const N = samples.length;
   let D = 0;
@@ -109,7 +122,7 @@ export async function compensate(
     const taps = await cs.run(enc, needed);
     const S = enc.seqLen;
     if (!D) {
-      D = enc.hidden;
+      D = taps.hidden;
       for (const f of feats) {
         f.xp = new Float32Array(N * D);
         f.xr = new Float32Array(N * D);
@@ -141,7 +154,7 @@ export async function compensate(
     const top = topRightSingular(H, k);
     const V = top.V;
     const layer = structure.layers[pair.partner];
-    const refs = opts.target === 'down_proj' ? [layer.downProj] : opts.target === 'o_proj' ? [layer.oProj] : [...layer.attnInputWeights, ...layer.mlpInputWeights];
+    const refs = targetWeights(layer, opts.target);
     const side: 'output' | 'input' = opts.target === 'input' ? 'input' : 'output';
     const weights: RecipeCompensation['weights'] = [];
     for (const ref of refs) {

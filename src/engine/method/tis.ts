@@ -6,47 +6,64 @@
 // unmasked rows. A term with nothing to average over does not exist and the score is the
 // mean of the terms that do: a text token before the image has no cross-modal term, and a
 // text-only model (an LLM) reduces to the intra-modal text term, as the method says.
+// "Can see" follows the mask the decoder really applies: causal, or, for families whose image
+// blocks attend bidirectionally, each row's visible keys widened to the end of its block
+// (`lastKey`, always a prefix of the sequence; see runtime/family.ts).
 
 export interface AttentionMap {
   /** [S, S] head-averaged attention, row = query, column = key; float64. */
   probs: Float64Array;
   seqLen: number;
+  /** Last key each query row sees; absent = causal (row q sees keys 0..q). */
+  lastKey?: Int32Array;
+}
+
+/** The last key row q sees. */
+export function lastVisible(lastKey: Int32Array | undefined, q: number): number {
+  return lastKey ? lastKey[q] : q;
 }
 
 /** Averages [heads, S, T] probabilities (T >= S; the last S columns are this step's keys) over heads. */
-export function headMean(probs: Float32Array | Float64Array, heads: number, S: number, T = S): AttentionMap {
+export function headMean(probs: Float32Array | Float64Array, heads: number, S: number, T = S, lastKey?: Int32Array): AttentionMap {
   const out = new Float64Array(S * S);
   const off = T - S;
   for (let h = 0; h < heads; h++) {
     for (let q = 0; q < S; q++) {
       const base = (h * S + q) * T + off;
-      for (let k = 0; k <= q; k++) out[q * S + k] += probs[base + k];
+      const last = lastVisible(lastKey, q);
+      for (let k = 0; k <= last; k++) out[q * S + k] += probs[base + k];
     }
   }
   for (let i = 0; i < out.length; i++) out[i] /= heads;
-  return { probs: out, seqLen: S };
+  return { probs: out, seqLen: S, lastKey };
 }
 
 export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64Array {
   const S = att.seqLen;
   const A = att.probs;
   const tis = new Float64Array(S);
-  // Per column: sums and counts of attention received from visual and text rows (causal: row >= col).
+  const lastKey = att.lastKey;
+  // Per column: sums and counts of attention received from visual and text rows that see it
+  // (causal: row >= col). Counts via a difference array: row r sees columns 0..last(r).
   const fromVis = new Float64Array(S);
   const fromText = new Float64Array(S);
   const nVis = new Float64Array(S);
   const nText = new Float64Array(S);
+  const endVis = new Float64Array(S + 1);
+  const endText = new Float64Array(S + 1);
+  for (let r = 0; r < S; r++) {
+    const last = lastVisible(lastKey, r);
+    (isImage[r] ? endVis : endText)[last]++;
+    const target = isImage[r] ? fromVis : fromText;
+    for (let c = 0; c <= last; c++) target[c] += A[r * S + c];
+  }
   let visAfter = 0;
   let textAfter = 0;
-  for (let r = S - 1; r >= 0; r--) {
-    if (isImage[r]) visAfter++;
-    else textAfter++;
-    nVis[r] = visAfter;
-    nText[r] = textAfter;
-  }
-  for (let r = 0; r < S; r++) {
-    const target = isImage[r] ? fromVis : fromText;
-    for (let c = 0; c <= r; c++) target[c] += A[r * S + c];
+  for (let c = S - 1; c >= 0; c--) {
+    visAfter += endVis[c];
+    textAfter += endText[c];
+    nVis[c] = visAfter;
+    nText[c] = textAfter;
   }
   for (let i = 0; i < S; i++) {
     if (isImage[i]) {
@@ -54,7 +71,8 @@ export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64
     } else {
       let visSum = 0;
       let visSeen = 0;
-      for (let c = 0; c <= i; c++) {
+      const last = lastVisible(lastKey, i);
+      for (let c = 0; c <= last; c++) {
         if (isImage[c]) {
           visSum += A[i * S + c];
           visSeen++;

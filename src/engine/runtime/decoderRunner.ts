@@ -1,19 +1,15 @@
-// Runs a decoder graph (original, pruned or instrumented) step by step with a KV cache.
-// Input names, cache layout and element types are read from the graph itself, so the same
-// runner serves every package layout and both attention styles.
+// Runs a decoder graph (original, pruned or instrumented) on inputs that a family's own
+// model class prepared (see vlmFrontend.ts). Cache layout, element types and output names
+// are read from the graph itself, so the same runner serves every package layout and both
+// attention styles.
 
 import { OnnxFile } from '../onnx/onnxFile';
 import { DataType, GraphProto, ModelProto } from '../onnx/proto';
-import { Feeds, floatTensor, int64Tensor, openEditedSession, openSession, ort, OwnedSession, RuntimeOptions, toFloat32 } from './ort';
+import { Feeds, openEditedSession, openSession, ort, OwnedSession, RuntimeOptions, toFloat32 } from './ort';
 
 export interface DecoderSpec {
   embeds: string;
-  embedsType: 'float32' | 'float16';
   hidden: number;
-  attentionMask?: string;
-  positionIds?: string;
-  /** 3 for multimodal rotary (Qwen2-VL: 3 x B x S), else 2. */
-  positionRank: number;
   past: { key: string; value: string }[];
   present: { key: string; value: string }[];
   kvHeads: number;
@@ -22,16 +18,10 @@ export interface DecoderSpec {
   logits: string;
 }
 
-export interface KvCache {
-  length: number;
-  tensors: ort.Tensor[]; // key0, value0, key1, value1, ...
-}
-
 export interface StepResult {
   /** Logits of the last position, float32 [V]. */
   lastLogits: Float32Array;
   vocab: number;
-  present: KvCache;
   outputs: Record<string, ort.Tensor>;
 }
 
@@ -58,14 +48,9 @@ export function decoderSpec(g: GraphProto, fallback: { kvHeads?: number; headDim
   const hidden = embedsVi.shape?.[2]?.value ?? fallback.hidden;
   if (pastKeys.length && (kvHeads === undefined || headDim === undefined)) throw new Error('cannot tell the KV-cache shape from the graph or config');
   if (hidden === undefined) throw new Error('cannot tell the hidden size from the graph or config');
-  const posVi = g.input.find((v) => v.name === 'position_ids');
   return {
     embeds: embedsVi.name,
-    embedsType: embedsVi.elemType === DataType.FLOAT16 ? 'float16' : 'float32',
     hidden,
-    attentionMask: inputNames.includes('attention_mask') ? 'attention_mask' : undefined,
-    positionIds: posVi?.name,
-    positionRank: posVi?.shape?.length === 3 ? 3 : 2,
     past: pastKeys.map((k, i) => ({ key: k, value: pastValues[i] })),
     present: presentKeys.map((k, i) => ({ key: k, value: presentValues[i] })),
     kvHeads: kvHeads ?? 0,
@@ -108,40 +93,29 @@ export class DecoderRunner {
     return this.spec.past.length;
   }
 
-  emptyCache(): KvCache {
-    const { kvHeads, headDim, kvType } = this.spec;
-    const empty = () => (kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, kvHeads, 0, headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim]));
-    const tensors: ort.Tensor[] = [];
-    for (let i = 0; i < this.spec.past.length; i++) tensors.push(empty(), empty());
-    return { length: 0, tensors };
+  /** Feeds without the KV cache: what a family's model class prepared for the decoder. */
+  withoutCache(feeds: Feeds): Feeds {
+    const cache = new Set(this.spec.past.flatMap((p) => [p.key, p.value]));
+    return Object.fromEntries(Object.entries(feeds).filter(([k]) => !cache.has(k)));
   }
 
   /**
-   * One forward step over `seqLen` new positions (batch 1). `embeds` is [seqLen, hidden] float32.
+   * One forward pass over prepared inputs (batch 1). Cache inputs missing from `inputs` are
+   * empty, shaped for this decoder (so inputs prepared for the original serve a pruned one).
    * `fetch` names extra outputs to return (instrumentation taps).
    */
-  async step(embeds: Float32Array, seqLen: number, cache?: KvCache, fetch: string[] = []): Promise<StepResult> {
+  async run(inputs: Feeds, fetch: string[] = []): Promise<StepResult> {
     const s = this.spec;
-    const past = cache ?? this.emptyCache();
-    const total = past.length + seqLen;
-    const feeds: Feeds = { [s.embeds]: floatTensor(s.embedsType, embeds, [1, seqLen, s.hidden]) };
-    if (s.attentionMask) feeds[s.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
-    if (s.positionIds) {
-      const pos = Array.from({ length: seqLen }, (_, i) => past.length + i);
-      feeds[s.positionIds] = s.positionRank === 3 ? int64Tensor([...pos, ...pos, ...pos], [3, 1, seqLen]) : int64Tensor(pos, [1, seqLen]);
-    }
-    s.past.forEach((p, i) => {
-      feeds[p.key] = past.tensors[2 * i];
-      feeds[p.value] = past.tensors[2 * i + 1];
-    });
-    const wanted = [s.logits, ...s.present.flatMap((p) => [p.key, p.value]), ...fetch];
+    const names = new Set(this.session.inputNames);
+    const feeds: Feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => names.has(k)));
+    const empty = () => (s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]));
+    for (const p of s.past) for (const n of [p.key, p.value]) feeds[n] ??= empty();
+    const wanted = [...new Set([...this.session.outputNames, ...fetch])];
     const out = await this.session.run(feeds, wanted);
     const logitsT = out[s.logits];
     const vocab = logitsT.dims[logitsT.dims.length - 1];
     const all = toFloat32(logitsT);
-    const lastLogits = all.slice(all.length - vocab);
-    const present: KvCache = { length: total, tensors: s.present.flatMap((p) => [out[p.key], out[p.value]]) };
-    return { lastLogits, vocab, present, outputs: out };
+    return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out };
   }
 }
 

@@ -1,0 +1,26 @@
+// What calibration, SCP and the benchmark need from "everything around the decoder": a
+// prompt (token ids, which positions hold image features), the prompt pass through a given
+// decoder runner with the feeds the package's runtime builds, and greedy generation through
+// it. One implementation per package runtime; transformers.js packages use their family's
+// own model class (vlmFrontend.ts).
+
+import { ModelPackage } from '../package/modelPackage';
+import { DecoderRunner } from './decoderRunner';
+import { RuntimeOptions } from './ort';
+import { ChatMessage, Encoded, Generation, Prefill, VlmFrontend } from './vlmFrontend';
+
+export interface Frontend {
+  readonly eosIds: number[];
+  encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded>;
+  /** The prompt pass through `runner`, fetching `fetch` (instrumentation taps) too. */
+  prefill(enc: Encoded, runner: DecoderRunner, fetch?: string[]): Promise<Prefill>;
+  generate(enc: Encoded, runner: DecoderRunner, maxNewTokens?: number): Promise<Generation>;
+  decode(tokens: number[]): string;
+  /** One token as text for display, special tokens included. */
+  tokenText(id: number): string;
+  dispose(): Promise<void>;
+}
+
+export function openFrontend(pkg: ModelPackage, opts?: RuntimeOptions): Promise<Frontend> {
+  return VlmFrontend.open(pkg, opts);
+}
