@@ -172,7 +172,11 @@ async function prune(p: Parsed): Promise<void> {
   );
   for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
   if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');
-  else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+  else {
+    process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+    // Each dtype variant when there are several, or any that was not compensated or not carried over.
+    for (const v of r.variants ?? []) if (r.variants!.length > 1 || v.note) process.stdout.write(`  ${v.file}: ${v.status}${v.note ? ` (${v.note})` : ''}\n`);
+  }
 }
 
 async function bench(p: Parsed): Promise<void> {

@@ -94,7 +94,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   if (a.recipe) {
     const recipe = readRecipe(a.recipe);
     const r = applyRecipe(pkg, recipe, { outDir: a.out ?? defaultOutDir(pkg.root, recipeTag(recipe.removed)), overwrite: a.overwrite });
-    return summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0);
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0), variants: r.variants };
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
@@ -111,7 +111,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     // An explicit choice without compensation needs no calibration at all (with --calib, the
     // calibrated path below still writes a report explaining the hand-made choice).
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
-    return summary(r.outDir, r.removed, r.numLayers, 'manual', false);
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const samples = loadCalibration(a.calib, o.samples);
@@ -123,7 +123,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
     // SCP may be skipped for a family (a norm after the projected weight): say so, not "+ SCP".
-    return summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings);
+    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants };
   } finally {
     await cs.dispose();
   }

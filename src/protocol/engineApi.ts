@@ -3,7 +3,7 @@
 // process's messages are derived from this interface (messages.ts), so a job's result type is
 // declared once, here, and the host never names an engine module.
 
-import type { BenchmarkReport, BenchRow, PruneOptions } from './report';
+import type { BenchmarkReport, BenchRow, DecoderVariantOutcome, PruneOptions } from './report';
 
 /** Where a long job is: the stage, items done of total, and an estimate of the time left. */
 export interface Progress {
@@ -27,6 +27,8 @@ export interface InspectReport {
   decoder: string;
   variant: string;
   otherDecoderVariants: string[];
+  /** dtype variants of the decoder, pruned together with it. */
+  decoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
   /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
@@ -87,6 +89,8 @@ export interface PruneSummary {
   /** What the report says went otherwise than asked (e.g. SCP skipped for a family). */
   warnings?: string[];
   seconds: number;
+  /** Each dtype variant of the decoder and what was done to it (calibrated, compensated, layers-only, dropped). */
+  variants?: DecoderVariantOutcome[];
 }
 
 export interface BenchArgs extends RunOptions {

@@ -76,11 +76,26 @@ export interface PairReport {
   projection?: { pruned: [number, number][]; before: [number, number][]; after: [number, number][] };
 }
 
+/** What a pruning did to one dtype variant of the decoder (decoder_model_merged_q4.onnx, ...). */
+export interface DecoderVariantOutcome {
+  /** Path relative to the package root. */
+  file: string;
+  /** calibrated: the variant the method ran on; compensated: replaced weights carried over; layers-only: layers removed, not compensated; dropped: not in the output. */
+  status: 'calibrated' | 'compensated' | 'layers-only' | 'dropped';
+  /** Why a variant was not compensated or not carried over. */
+  note?: string;
+}
+
 export interface Report {
   format: typeof REPORT_FORMAT;
   createdAt: string;
   model: { root: string; decoder: string; layout: string; style: string; numLayers: number; hiddenSize: number };
-  output: { root: string; numLayers: number; bytes: number };
+  output: {
+    root: string;
+    numLayers: number;
+    bytes: number;
+    variants?: DecoderVariantOutcome[];
+  };
   options: PruneOptions;
   calibration: { file?: string; samples: number; tokensMean: number; visualTokensMean: number };
   removed: number[];

@@ -16,14 +16,15 @@ export interface TjsModel {
   dispose(): Promise<void>;
 }
 
-export async function loadWithTransformersJs(packageDir: string): Promise<TjsModel> {
+/** `dtype` as transformers.js takes it: one for every file, or per file (`{decoder_model_merged: 'q4'}`). */
+export async function loadWithTransformersJs(packageDir: string, dtype: string | Record<string, string> = 'fp32'): Promise<TjsModel> {
   const t = await import('@huggingface/transformers');
   t.env.allowRemoteModels = false;
   t.env.localModelPath = path.dirname(path.resolve(packageDir)) + path.sep;
   const name = path.basename(packageDir);
   const arch: string = JSON.parse(fs.readFileSync(path.join(packageDir, 'config.json'), 'utf8')).architectures[0];
   const processor: any = await t.AutoProcessor.from_pretrained(name, { local_files_only: true });
-  const model: any = await (t as any)[arch].from_pretrained(name, { local_files_only: true, dtype: 'fp32' });
+  const model: any = await (t as any)[arch].from_pretrained(name, { local_files_only: true, dtype: dtype as any });
   // LLaVA's and PaliGemma's processors take (images, text); the others (text, images).
   const imagesFirst = /^(Llava|PaliGemma)/.test(arch);
   return {
@@ -39,8 +40,8 @@ export async function loadWithTransformersJs(packageDir: string): Promise<TjsMod
   };
 }
 
-export async function transformersJsAnswers(packageDir: string, items: EvalItem[], maxNewTokens = 3): Promise<string[]> {
-  const m = await loadWithTransformersJs(packageDir);
+export async function transformersJsAnswers(packageDir: string, items: EvalItem[], maxNewTokens = 3, dtype: string | Record<string, string> = 'fp32'): Promise<string[]> {
+  const m = await loadWithTransformersJs(packageDir, dtype);
   try {
     const out: string[] = [];
     for (const item of items) {

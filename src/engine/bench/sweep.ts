@@ -10,7 +10,8 @@ import { CalibrationSession } from '../method/calibrate';
 import { compensate } from '../method/scp';
 import { DEFAULT_OPTIONS, JobHooks, planFromStats, runCalibration } from '../method/shortLvlm';
 import { defaultCandidates, layersToRemove, pairPartners, selectRandom } from '../method/selection';
-import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { removeLayers } from '../graph/surgery';
+import { withReplacements } from '../package/variantEdits';
 import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
 import { Feeds } from '../runtime/ort';
@@ -155,8 +156,8 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
       let model = cs.source.model;
       if (j.scp) {
         const scp = await compensate(cs, samples, pairPartners(j.removed, L), { target: base.scpTarget, features: base.features, topP: base.topP, keepMode: base.keepMode, checkCancelled: hooks.checkCancelled });
-        const inits = cs.source.initializerMap();
-        for (const [name, v] of scp.replace) model = replaceInitializer(model, name, v, inits.get(name)!);
+        // Quantised weights (a package without a float decoder) are re-encoded in their scheme.
+        model = withReplacements(cs.source, scp.replace);
       }
       const s = await score(removeLayers(model, j.removed).model, full);
       rows.push({ ratio: j.ratio, method: j.label, scp: j.scp, removed: j.removed, accuracy: s.accuracy, relativeAccuracy: relativeAccuracy(s.accuracy, full.accuracy), families: s.families, agreement: s.agreement, klMean: s.klMean });

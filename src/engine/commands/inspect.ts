@@ -33,6 +33,7 @@ export function inspectModel(input: string): InspectReport {
       decoder: path.relative(pkg.root, pkg.decoder),
       variant: pkg.variant || 'fp32',
       otherDecoderVariants: pkg.otherDecoderVariants,
+      decoderVariants: pkg.decoderVariants ?? [],
       embedTokens: pkg.embedTokens && path.relative(pkg.root, pkg.embedTokens),
       visionEncoder: pkg.visionEncoder && path.relative(pkg.root, pkg.visionEncoder),
       genai: pkg.layout === 'genai' ? { type: genaiModel(pkg).type, unsupported: genaiUnsupported(pkg) } : undefined,
@@ -74,7 +75,9 @@ export function formatInspect(r: InspectReport): string {
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);
   if (r.genai) lines.push(`  genai type    ${r.genai.type || '?'}: ${r.genai.unsupported ? `layers only (${r.genai.unsupported.replace(/^[^:]*: /, '')})` : 'calibration runs its vision and embedding models'}`);
-  if (r.otherDecoderVariants.length) lines.push(`  other variants ${r.otherDecoderVariants.join(', ')} (not pruned)`);
+  if (r.decoderVariants.length) lines.push(`  dtype variants ${r.decoderVariants.join(', ')} (pruned together with it)`);
+  const others = r.otherDecoderVariants.filter((v) => !r.decoderVariants.includes(v));
+  if (others.length) lines.push(`  other decoders ${others.join(', ')} (not carried into a pruned package)`);
   lines.push(`  attention     ${r.attentionStyle}`);
   lines.push(`  layers        ${r.numLayers}${r.configLayers !== undefined ? ` (config: ${r.configLayers})` : ''}`);
   lines.push(`  hidden size   ${r.hiddenSize ?? '?'}, heads ${r.numHeads ?? '?'}, kv heads ${r.numKvHeads ?? '?'}, vocab ${r.vocabSize ?? '?'}`);

@@ -38,7 +38,10 @@ export function instrumentDecoder(model: ModelProto, opts: { attention?: boolean
   const structure = discoverLayers(g);
   const idx = new GraphIndex(g);
   const existing = new Set(g.output.map((o) => o.name));
-  const embedsType = g.input.find((v) => v.name === structure.embeddings)?.elemType ?? DataType.FLOAT;
+  // The stream's type: the embeddings', or what a float16 decoder casts them to first.
+  const cast = idx.producer.get(structure.layers[0]?.residualIn ?? '');
+  const castTo = cast?.opType === 'Cast' ? cast.attribute.find((a) => a.name === 'to')?.i : undefined;
+  const embedsType = castTo !== undefined ? Number(castTo) : g.input.find((v) => v.name === structure.embeddings)?.elemType ?? DataType.FLOAT;
   const addOutput = (name: string, elemType = embedsType) => {
     if (!name || existing.has(name) || idx.graphInputs.has(name)) return;
     existing.add(name);

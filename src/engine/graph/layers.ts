@@ -93,7 +93,7 @@ export class LayerDiscoveryError extends Error {
 const SKIP_NORMS = new Set(['SkipSimplifiedLayerNormalization', 'SkipLayerNormalization']);
 const PLAIN_NORMS = new Set(['SimplifiedLayerNormalization', 'LayerNormalization', 'RMSNormalization']);
 const FUSED_ATTENTION = new Set(['GroupQueryAttention', 'MultiHeadAttention', 'Attention', 'PagedAttention']);
-const LINEAR_OPS = new Set(['MatMul', 'Gemm', 'MatMulNBits', 'MatMulInteger', 'FusedMatMul']);
+const LINEAR_OPS = new Set(['MatMul', 'Gemm', 'MatMulNBits', 'MatMulInteger', 'FusedMatMul', 'MatMulBnb4']);
 
 interface KvNames {
   past: Map<number, { key?: string; value?: string }>;
@@ -194,6 +194,9 @@ function producingLinear(idx: GraphIndex, tensor: string): WeightRef | undefined
     const p = idx.producer.get(t);
     if (!p) return undefined;
     if (LINEAR_OPS.has(p.opType)) return weightOf(idx, p);
+    // Dynamic 8-bit quantisation: Mul(Cast(MatMulInteger(...)), input scale * weight scale).
+    const integer = p.opType === 'Mul' ? p.input.map((i) => idx.producer.get(i)).find((c) => c?.opType === 'Cast' && idx.producer.get(c.input[0])?.opType === 'MatMulInteger') : undefined;
+    if (integer) return weightOf(idx, idx.producer.get(integer.input[0])!);
     if (p.opType === 'Add' || p.opType === 'Reshape' || p.opType === 'Cast' || p.opType === 'Identity') {
       const next = p.input.find((i) => !idx.initializers.has(i) && idx.producer.has(i));
       if (!next) return undefined;
@@ -253,7 +256,10 @@ export function discoverLayers(graph: GraphProto): DecoderStructure {
   const idx = new GraphIndex(graph);
   const warnings: string[] = [];
   const embeddings = findEmbeddings(graph, idx);
-  const { steps, final, finalNorm: fusedFinalNorm } = residualSteps(idx, embeddings);
+  // A float16 decoder with float32 inputs casts the embeddings first: the stream starts there.
+  const only = idx.consumersOf(embeddings);
+  const start = only.length === 1 && only[0].opType === 'Cast' ? only[0].output[0] : embeddings;
+  const { steps, final, finalNorm: fusedFinalNorm } = residualSteps(idx, start);
   const kv = kvNames(graph);
   const style: AttentionStyle = graph.node.some((n) => FUSED_ATTENTION.has(n.opType) && n.domain === 'com.microsoft') ? 'fused' : 'decomposed';
   if (steps.length < 2 || steps.length % 2 !== 0) {

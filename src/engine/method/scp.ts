@@ -6,7 +6,7 @@
 
 import { CalibSample } from '../data/datasets';
 import { Mat, mat, projectWeight, topRightSingular } from '../linalg/svd';
-import { DataType } from '../onnx/proto';
+import { readWeightMatrix } from '../graph/linearWeights';
 import { LayerInfo, WeightRef } from '../graph/layers';
 import { FeatureMode, PairReport, RecipeCompensation, ScpTarget } from '../../protocol/report';
 import { CalibrationSession, Progress } from './calibrate';
@@ -146,7 +146,6 @@ export async function compensate(
     opts.onProgress?.({ stage: 'compensate', done: n + 1, total: N, etaSeconds: (elapsed / (n + 1)) * (N - n - 1) });
   }
 
-  const inits = cs.source.initializerMap();
   const k = opts.rank ?? defaultRank(D);
   active.forEach((pair, i) => {
     const f = feats[i];
@@ -160,13 +159,14 @@ export async function compensate(
     const weights: RecipeCompensation['weights'] = [];
     for (const ref of refs) {
       if (!ref) throw new Error(`layer ${pair.partner}: its ${opts.target} weight was not found; pass --no-scp or another --scp-target`);
-      const t = inits.get(ref.name)!;
-      if (![DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE].includes(t.dataType)) {
-        throw new Error(`layer ${pair.partner}: weight ${ref.name} is quantized (data type ${t.dataType}); SCP needs float weights, pass --no-scp`);
+      // Quantised weights (when only a quantised variant was calibrated) are dequantised here.
+      let W: ReturnType<typeof readWeightMatrix>;
+      try {
+        W = readWeightMatrix(cs.source, ref.name);
+      } catch (e) {
+        throw new Error(`layer ${pair.partner}: ${(e as Error).message}; pass --no-scp`);
       }
-      if (t.dims.length !== 2) throw new Error(`weight ${ref.name} has shape [${t.dims}], expected a matrix`);
-      const W = cs.source.tensorFloat64(t);
-      result.replace.set(ref.name, projectWeight(W, t.dims[0], t.dims[1], V, side, ref.inOut));
+      result.replace.set(ref.name, projectWeight(W.data, W.rows, W.cols, V, side, ref.inOut));
       weights.push({ name: ref.name, side, inOut: ref.inOut });
     }
     const xp = Float64Array.from(f.xp);

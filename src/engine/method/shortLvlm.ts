@@ -8,6 +8,7 @@ import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
 import { checkLayerIndices } from '../graph/surgery';
 import { OnnxFile } from '../onnx/onnxFile';
+import { readWeightMatrix } from '../graph/linearWeights';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
 import { RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
@@ -133,6 +134,8 @@ export async function pruneWithStats(
     extraJson: (written) => {
       timings.writeSeconds = (Date.now() - t) / 1000;
       report.output.bytes = written.bytes;
+      report.output.variants = written.variants;
+      for (const v of written.variants) if (v.note) report.warnings.push(`${v.file}: ${v.note}`);
       return { [REPORT_FILE]: report, [RECIPE_FILE]: recipe };
     },
     checkCancelled: hooks.checkCancelled,
@@ -160,10 +163,16 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
       if (!V.data.every(Number.isFinite)) throw bad('its basis holds values that are not finite');
       if (!Array.isArray(c.weights)) throw bad('no list of weights');
       for (const w of c.weights) {
-        const t = inits.get(w?.name);
-        if (!t) throw new Error(`recipe weight ${w?.name} is not in the model`);
-        if (t.dims.length !== 2 || (w.side !== 'output' && w.side !== 'input') || typeof w.inOut !== 'boolean') throw bad(`weight ${w.name} is not a matrix with a side and a layout`);
-        replace.set(w.name, projectWeight(src.tensorFloat64(t), t.dims[0], t.dims[1], V, w.side, w.inOut));
+        if (!inits.has(w?.name)) throw new Error(`recipe weight ${w?.name} is not in the model`);
+        if ((w.side !== 'output' && w.side !== 'input') || typeof w.inOut !== 'boolean') throw bad(`weight ${w.name} has no side and layout`);
+        // Quantised weights (a package without a float decoder) are read dequantised.
+        let W: ReturnType<typeof readWeightMatrix>;
+        try {
+          W = readWeightMatrix(src, w.name);
+        } catch (e) {
+          throw bad((e as Error).message);
+        }
+        replace.set(w.name, projectWeight(W.data, W.rows, W.cols, V, w.side, w.inOut));
       }
     }
     return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { [RECIPE_FILE]: recipe } });

@@ -26,8 +26,10 @@ export interface ModelPackage {
   visionEncoder?: string;
   /** dtype suffix of the chosen decoder variant ('' for fp32, '_fp16', '_q4', ...). */
   variant: string;
-  /** Other decoder variants present in the package (they are not pruned). */
+  /** Other decoder files present in the package (relative paths). */
   otherDecoderVariants: string[];
+  /** Those of them that are dtype variants of the chosen decoder (same base name): pruned with it. */
+  decoderVariants?: string[];
   /** Parsed config.json / genai_config.json (layout dependent). */
   config?: Record<string, unknown>;
   configFile?: string;
@@ -44,6 +46,9 @@ export class PackageError extends Error {
 }
 
 const DECODER_BASE = 'decoder_model_merged';
+
+/** dtype suffixes from most to least precise (the calibration runs on the first one present). */
+export const VARIANT_PREFERENCE = ['', '_fp32', '_fp16', '_f16', '_quantized', '_q8', '_int8', '_uint8', '_q4', '_q4f16', '_bnb4'];
 
 function readJson(file: string): Record<string, unknown> {
   let text: string;
@@ -172,7 +177,11 @@ export function openPackage(input: string): ModelPackage {
     if (!decoders.length) throw new PackageError(`${root}: no onnx/decoder_model_merged*.onnx found`);
     let variant = '';
     if (chosenFile) variant = splitVariant(chosenFile).variant;
-    else if (!decoders.some((d) => splitVariant(d).variant === '')) variant = splitVariant(decoders[0]).variant;
+    else {
+      // Calibrate on the most precise variant present: fp32, then fp16, then 8-bit, then 4-bit.
+      const present = new Set(decoders.map((d) => splitVariant(d).variant));
+      variant = VARIANT_PREFERENCE.find((v) => present.has(v)) ?? splitVariant(decoders[0]).variant;
+    }
     const decoderRel =
       decoders.find((d) => splitVariant(d).variant === variant && splitVariant(d).base === DECODER_BASE) ??
       decoders.find((d) => splitVariant(d).variant === variant);
@@ -183,7 +192,8 @@ export function openPackage(input: string): ModelPackage {
     };
     return {
       root, layout: 'optimum', decoder: path.join(root, decoderRel), embedTokens: pick('embed_tokens'), visionEncoder: pick('vision_encoder'),
-      variant, otherDecoderVariants: decoders.filter((d) => d !== decoderRel), config, configFile, text: textConfigOf(config, 'optimum'), files,
+      variant, otherDecoderVariants: decoders.filter((d) => d !== decoderRel),
+      decoderVariants: decoders.filter((d) => d !== decoderRel && splitVariant(d).base === splitVariant(decoderRel).base), config, configFile, text: textConfigOf(config, 'optimum'), files,
     };
   }
 
