@@ -18,7 +18,7 @@ export interface RuntimeOptions {
   threads?: number;
 }
 
-function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
   const so: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: o.optimization ?? 'all',
     interOpNumThreads: 1,
@@ -73,7 +73,11 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
   }
 }
 
-function linkedCopyDir(source: OnnxFile, locations: string[]): string {
+/**
+ * A fresh folder from which a model written there resolves `source`'s external data:
+ * hard links (same file system), else copies. The caller removes it.
+ */
+export function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   // Beside the package (a decoder in `onnx/` belongs to the folder above it), never inside it.
   const modelDir = path.resolve(source.dir);
   const packageDir = path.basename(modelDir) === 'onnx' ? path.dirname(modelDir) : modelDir;
