@@ -10,6 +10,7 @@ import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
 import { sweepJob } from './engine/bench/sweep';
 import { stderrProgress } from './engine/progress';
+import { EXECUTIONS } from './engine/runtime/execution';
 import { PruneOptions } from './protocol/report';
 
 const USAGE = `usage: npm run --silent cli -- <command> [options]
@@ -21,10 +22,12 @@ commands:
   prune <model> --calib <file> [--ratio 0.3] [--method svl|cosine|text|visual|random]
         [--no-scp] [--scp-target down_proj|o_proj|input] [--top-p 0.1] [--keep count|nucleus]
         [--rank K] [--features kept|all|last] [--candidates 8-15] [--samples N] [--seed S]
-        [--out <dir>] [--overwrite] [--threads N] [--json]
+        [--out <dir>] [--overwrite] [--threads N] [--execution auto|whole|layerwise] [--json]
       Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L)
       layers and subspace-compensated pruning. Writes a package with
-      short-lvlm-report.json and recipe.json.
+      short-lvlm-report.json and recipe.json. --execution layerwise runs the decoder one
+      layer at a time (for models larger than memory; auto picks it from the decoder size
+      and free memory). A killed calibration resumes when the same command is run again.
   prune <model> --layers 3,5 --no-scp [--out <dir>]
       Remove exactly these layers (0-based original indices); add --calib instead of
       --no-scp to compensate them.
@@ -90,6 +93,7 @@ const PRUNE_FLAGS = {
   out: { type: 'string' },
   overwrite: { type: 'boolean' },
   threads: { type: 'string' },
+  execution: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
 } as const;
@@ -146,9 +150,10 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)');
     }
     const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+    const execution = oneOf('execution', values.execution, EXECUTIONS);
     const r = await pruneJob(
-      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, options },
-      { onProgress: stderrProgress(values.quiet) },
+      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, execution, options },
+      { onProgress: stderrProgress(values.quiet), log: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) },
     );
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);

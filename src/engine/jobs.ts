@@ -6,6 +6,7 @@ import * as path from 'path';
 import { benchModels, ModelBench } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
+import { Execution } from './runtime/execution';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
 import { openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
@@ -18,6 +19,8 @@ export interface PruneArgs {
   overwrite?: boolean;
   recipe?: string;
   threads?: number;
+  /** Whole instrumented graph, layer-wise, or chosen from the decoder size and free memory. */
+  execution?: Execution;
   options: Partial<PruneOptions>;
 }
 
@@ -61,14 +64,18 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
   const out = a.out ?? defaultOutDir(pkg.root, tag);
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution });
+  hooks.log?.(`decoder execution: ${cs.execution.reason}`);
+  // Beside the output folder, so re-running the same command resumes a killed calibration.
+  const checkpoint = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.calibration.json`);
   try {
     const timings: Record<string, number> = {};
     let t = Date.now();
-    const stats = await runCalibration(cs, samples, o, hooks);
+    const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     t = Date.now();
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
+    fs.rmSync(checkpoint, { force: true });
     return {
       out: res.outDir,
       removed: res.report.removed,

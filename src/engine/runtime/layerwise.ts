@@ -28,8 +28,11 @@ export interface HiddenState {
 }
 
 export interface LayerwiseOptions extends RuntimeOptions {
-  /** Weight bytes of open piece sessions kept between uses (least recently used closed first). Default: no limit. */
-  maxOpenBytes?: number;
+  /**
+   * Weight bytes of open piece sessions kept between uses (least recently used closed first);
+   * 'one-piece': only the piece in use. Default: no limit.
+   */
+  maxOpenBytes?: number | 'one-piece';
   /** Extra tensors a layer's piece also outputs (taps such as attention probabilities), by layer. */
   taps?: (layer: number) => string[];
   /** KV-cache shape when the graph does not say (from the package config). */
@@ -52,6 +55,8 @@ export class LayerwiseDecoder {
   private readonly sessions = new Map<number, OpenPiece>();
   private readonly pieceBytesCache = new Map<number, number>();
   private types: PieceTypes = {};
+  /** Encoded pieces by segment and outputs: a file in the session folder, or the bytes. */
+  private readonly encoded = new Map<string, string | Uint8Array>();
   private dir?: string;
   private readonly contextNames: Set<string>;
 
@@ -216,18 +221,17 @@ export class LayerwiseDecoder {
       await hit.session.release();
     }
     for (const [n, t] of Object.entries(feeds)) if (!this.types[n]) this.types[n] = { elemType: onnxElemType(t.type), rank: t.dims.length };
-    const m = pieceModel(this.cut, seg, outputs, this.types);
     const bytes = this.pieceBytes(seg);
     await this.makeRoom(bytes);
     const tapped = seg >= 0 && seg < this.numLayers && outputs.length > 1;
     const so = sessionOptions({ ...this.opts, optimization: this.opts.optimization ?? (tapped ? 'basic' : 'all') });
-    const session = await this.createSession(m, seg, so);
+    const session = await this.createSession(seg, outputs, so);
     this.sessions.set(key, { session, bytes });
     return session;
   }
 
   private async makeRoom(bytes: number): Promise<void> {
-    const budget = this.opts.maxOpenBytes;
+    const budget = this.opts.maxOpenBytes === 'one-piece' ? 0 : this.opts.maxOpenBytes;
     if (budget === undefined) return;
     let total = bytes;
     for (const p of this.sessions.values()) total += p.bytes;
@@ -239,19 +243,27 @@ export class LayerwiseDecoder {
     }
   }
 
-  private async createSession(m: ModelProto, seg: number, so: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
-    const locations = externalLocations(m);
+  /**
+   * Opens a piece from its encoded protobuf, kept for reopening: a piece with external data is
+   * a small file in the session folder; an inline one stays in memory unless it is large.
+   */
+  private async createSession(seg: number, outputs: string[], so: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+    const key = `${seg}\n${outputs.join('\n')}`;
     try {
-      if (!locations.length) return await ort.InferenceSession.create(encodeModel(m), so);
-      // One folder for all pieces: every data file the decoder uses is linked once.
-      if (!this.dir) this.dir = linkedCopyDir(this.source, externalLocations(this.cut.model));
-      const file = path.join(this.dir, `${path.basename(this.source.filePath, '.onnx')}.piece${seg + 1}.onnx`);
-      fs.writeFileSync(file, encodeModel(m));
-      try {
-        return await ort.InferenceSession.create(file, so);
-      } finally {
-        fs.rmSync(file, { force: true }); // onnxruntime has read it; the data links stay
+      let encoded = this.encoded.get(key);
+      if (!encoded) {
+        const m = pieceModel(this.cut, seg, outputs, this.types);
+        const bytes = encodeModel(m);
+        if (externalLocations(m).length) {
+          // One folder for all pieces: every data file the decoder uses is linked once.
+          if (!this.dir) this.dir = linkedCopyDir(this.source, externalLocations(this.cut.model));
+          const file = path.join(this.dir, `${path.basename(this.source.filePath, '.onnx')}.piece${seg + 1}-${this.encoded.size}.onnx`);
+          fs.writeFileSync(file, bytes);
+          encoded = file;
+        } else encoded = bytes;
+        if (typeof encoded === 'string' || bytes.length <= 64 * 2 ** 20) this.encoded.set(key, encoded);
       }
+      return await (typeof encoded === 'string' ? ort.InferenceSession.create(encoded, so) : ort.InferenceSession.create(encoded, so));
     } catch (e) {
       const what = seg === PROLOGUE ? 'the prologue' : seg === this.numLayers ? 'the head' : `layer ${seg}`;
       throw new Error(`onnxruntime could not load ${what} of ${path.basename(this.source.filePath)}: ${(e as Error).message.split('\n')[0]}`);
