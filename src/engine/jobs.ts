@@ -6,6 +6,7 @@ import * as path from 'path';
 import { benchModels, ModelBench } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
+import { Device } from './runtime/device';
 import { Execution } from './runtime/execution';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
 import { openPackage } from './package/modelPackage';
@@ -21,6 +22,8 @@ export interface PruneArgs {
   threads?: number;
   /** Whole instrumented graph, layer-wise, or chosen from the decoder size and free memory. */
   execution?: Execution;
+  /** onnxruntime execution provider (default cpu). */
+  device?: Device;
   options: Partial<PruneOptions>;
 }
 
@@ -64,7 +67,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
   const out = a.out ?? defaultOutDir(pkg.root, tag);
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
   hooks.log?.(`decoder execution: ${cs.execution.reason}`);
   // Beside the output folder, so re-running the same command resumes a killed calibration.
   const checkpoint = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.calibration.json`);
@@ -96,12 +99,14 @@ export interface BenchArgs {
   eval: string;
   samples?: number;
   threads?: number;
+  device?: Device;
 }
 
 export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<ModelBench[]> {
   const items = loadEval(a.eval, a.samples);
   return benchModels(a.models, items, {
     threads: a.threads,
+    device: a.device,
     checkCancelled: hooks.checkCancelled,
     onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
   });

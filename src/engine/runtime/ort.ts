@@ -7,6 +7,7 @@ import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
 import { encodeModel, ModelProto } from '../onnx/proto';
+import { Device, providerOptions } from './device';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -16,6 +17,8 @@ export interface RuntimeOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Intra-op threads (0 = onnxruntime's default). */
   threads?: number;
+  /** Execution provider (default cpu). */
+  device?: Device;
 }
 
 export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
@@ -26,12 +29,13 @@ export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.Ses
     logSeverityLevel: 3,
   };
   if (o.threads && o.threads > 0) so.intraOpNumThreads = o.threads;
-  return so;
+  return { ...so, ...providerOptions(o.device) };
 }
 
 export async function openSession(file: string, o?: RuntimeOptions): Promise<ort.InferenceSession> {
+  const so = sessionOptions(o); // a missing execution provider is reported as it is
   try {
-    return await ort.InferenceSession.create(file, sessionOptions(o));
+    return await ort.InferenceSession.create(file, so);
   } catch (e) {
     throw new Error(`onnxruntime could not load ${path.basename(file)}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -51,15 +55,16 @@ export interface OwnedSession {
  */
 export async function openEditedSession(model: ModelProto, source: OnnxFile, o?: RuntimeOptions): Promise<OwnedSession> {
   const locations = externalLocations(model);
+  const so = sessionOptions(o);
   if (!locations.length) {
-    const session = await ort.InferenceSession.create(encodeModel(model), sessionOptions(o));
+    const session = await ort.InferenceSession.create(encodeModel(model), so);
     return { session, dispose: () => session.release() };
   }
   const dir = linkedCopyDir(source, locations);
   try {
     const file = path.join(dir, path.basename(source.filePath));
     fs.writeFileSync(file, encodeModel(model));
-    const session = await ort.InferenceSession.create(file, sessionOptions(o));
+    const session = await ort.InferenceSession.create(file, so);
     return {
       session,
       dispose: async () => {
