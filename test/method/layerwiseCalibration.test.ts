@@ -1,7 +1,8 @@
-// Calibration run layer by layer (groups of samples through one layer piece at a time)
-// against the whole instrumented graph, on the bundled tiny VLM (decomposed attention) and on
-// a fused-attention miniature: the same statistics (1e-6 relative) and the same chosen
-// layers. A layer-wise calibration cancelled after a group resumes from its checkpoint to
+// Calibration with statistics computed inside onnxruntime (whole graph) and run layer by layer
+// (groups of samples through one layer piece at a time), against statistics computed in
+// JavaScript from the whole graph's taps, on the bundled tiny VLM (decomposed attention) and on
+// a fused-attention miniature (GroupQueryAttention's own probabilities): the same statistics
+// (1e-6 relative) and the same chosen layers. A layer-wise calibration cancelled after a group resumes from its checkpoint to
 // the statistics of an uninterrupted run.
 
 import { after, test } from 'node:test';
@@ -25,10 +26,11 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const OPTS = { topP: DEFAULT_OPTIONS.topP, keepMode: DEFAULT_OPTIONS.keepMode, threads: 1 };
 
-async function calibrated(model: string, execution: 'whole' | 'layerwise', n: number, extra: Partial<Parameters<typeof calibrate>[2]> = {}): Promise<CalibrationStats> {
-  const cs = await CalibrationSession.open(openPackage(model), { threads: 1, execution });
+async function calibrated(model: string, execution: 'whole' | 'layerwise', n: number, extra: Partial<Parameters<typeof calibrate>[2]> = {}, statsInGraph = true): Promise<CalibrationStats> {
+  const cs = await CalibrationSession.open(openPackage(model), { threads: 1, execution, statsInGraph });
   try {
     assert.equal(cs.execution.execution, execution);
+    assert.equal(!!cs.stats, statsInGraph);
     return await calibrate(cs, loadCalibration(CALIB, n), { ...OPTS, samplesInFlight: 3, ...extra });
   } finally {
     await cs.dispose();
@@ -61,14 +63,19 @@ const fusedDir = () => {
 for (const [name, model] of [['tiny-llava (decomposed)', () => TINY], ['fused miniature', fusedDir]] as const) {
   test(`layer-wise calibration equals whole-graph calibration: ${name}`, async () => {
     const dir = model();
+    // The reference: statistics computed in JavaScript from the whole graph's taps (the
+    // path checked against PyTorch in calibrate.test.ts).
+    const js = await calibrated(dir, 'whole', 8, {}, false);
     const whole = await calibrated(dir, 'whole', 8);
     const layerwise = await calibrated(dir, 'layerwise', 8);
     assert.equal(whole.style, name.startsWith('fused') ? 'fused' : 'decomposed');
-    assertSameStats(layerwise, whole, name);
+    assertSameStats(whole, js, `${name}, in-graph statistics`);
+    assertSameStats(layerwise, js, `${name}, layer-wise`);
     for (const ratio of [0.2, 0.3, 0.5]) {
       for (const method of ['svl', 'cosine'] as const) {
         const o = { ...DEFAULT_OPTIONS, ratio, method };
-        assert.deepEqual(planFromStats(layerwise, o).removed, planFromStats(whole, o).removed, `${name}: ${method} at ${ratio}`);
+        assert.deepEqual(planFromStats(layerwise, o).removed, planFromStats(js, o).removed, `${name}: ${method} at ${ratio}`);
+        assert.deepEqual(planFromStats(whole, o).removed, planFromStats(js, o).removed, `${name}: ${method} at ${ratio}`);
       }
     }
   });

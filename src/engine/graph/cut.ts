@@ -76,18 +76,20 @@ export function cutDecoder(model: ModelProto): DecoderCut {
   const residuals = structure.layers.map((l) => l.residualIn);
   let final = structure.layers[L - 1].residualOut;
 
-  // Layer boundaries hidden inside Skip*Norms become plain tensors.
-  for (let i = 1; i < L; i++) {
-    const n = structure.layers[i].inputNorm;
-    if (n && SKIP_NORMS.has(n.opType) && n.output[3] === residuals[i]) splitSkipNorm(g, n, residuals[i]);
-  }
-  if (structure.finalNorm && SKIP_NORMS.has(structure.finalNorm.opType)) {
-    // The final norm adds the last MLP: its sum output (often unused) is the stream.
-    final = structure.finalNorm.output[3] || FINAL_RESIDUAL;
+  if (!final && structure.finalNorm && SKIP_NORMS.has(structure.finalNorm.opType)) {
+    // A final norm adding the last MLP without a sum output: give it one.
+    final = FINAL_RESIDUAL;
     splitSkipNorm(g, structure.finalNorm, final);
   }
   if (!final) throw new LayerDiscoveryError('cannot find the residual stream after the last layer');
   residuals.push(final);
+  // Layer boundaries hidden inside Skip*Norms (sum output 3, normed output 0 for the next
+  // layer or the head) become plain tensors.
+  const producers = new GraphIndex(g).producer;
+  for (let k = 1; k <= L; k++) {
+    const p = producers.get(residuals[k]);
+    if (p && SKIP_NORMS.has(p.opType) && p.output[3] === residuals[k]) splitSkipNorm(g, p, residuals[k]);
+  }
   const residualIndex = new Map(residuals.map((r, k) => [r, k]));
 
   const idx = new GraphIndex(g);
@@ -167,24 +169,14 @@ export function cutDecoder(model: ModelProto): DecoderCut {
 
   // Layers first (they decide which prologue tensors are shared), then the head, then the
   // prologue, which outputs the shared tensors and the first residual if it computes it.
-  for (let k = 0; k < L; k++) {
-    const wanted = [residuals[k + 1], ...layerSideOutputs(structure, k, idx)];
-    collect(k, wanted);
-  }
+  // A layer piece may be asked for anything its layer computes (taps, statistics).
+  const segOutputs = (seg: number) => g.node.filter((n) => segOfNode.get(n) === seg).flatMap((n) => n.output.filter((o) => o));
+  for (let k = 0; k < L; k++) collect(k, [residuals[k + 1], ...segOutputs(k)]);
   collect(L, [structure.logits]);
   const prologueOutputs = [...shared];
   if (idx.producer.has(residuals[0])) prologueOutputs.push(residuals[0]);
   collect(PROLOGUE, prologueOutputs);
   return { model: out, structure, residuals, logits: structure.logits, shared: [...shared], pieceNodes, pieceInputs, produced };
-}
-
-/**
- * Tensors of layer k that are not on its path to the residual but that callers commonly tap
- * (the present key/value): collected so a piece's node set includes them when asked.
- */
-function layerSideOutputs(s: DecoderStructure, k: number, idx: GraphIndex): string[] {
-  const l = s.layers[k];
-  return [l.presentKey, l.presentValue].filter((t): t is string => !!t && idx.producer.has(t));
 }
 
 /** Visits each tensor once, from `start` backwards through whatever `visit` returns to read next. */

@@ -99,12 +99,15 @@ export class CalibrationSums {
     return { index, enc: { seqLen: S, hidden: enc.hidden, isImage: enc.isImage }, visIdx, textIdx, record };
   }
 
-  /** Adds layer l of one sample; layers of a sample must come in order. */
+  /** Adds layer l of one sample from its residual streams and attention; layers of a sample must come in order. */
   addLayer(s: SampleSums, l: number, residualIn: Float32Array, residualOut: Float32Array, attention: AttentionMap): void {
-    const { seqLen: S, hidden: D, isImage } = s.enc;
-    const tis = tokenImportance(attention, isImage);
+    this.addLayerStats(s, l, tokenCosines(residualIn, residualOut, s.enc.seqLen, s.enc.hidden), tokenImportance(attention, s.enc.isImage));
+  }
+
+  /** Adds layer l of one sample from its per-token cosines and token importance scores. */
+  addLayerStats(s: SampleSums, l: number, cos: Float64Array, tis: Float64Array): void {
+    const { seqLen: S, isImage } = s.enc;
     const kept = selectTokens(tis, this.opts.topP, this.opts.keepMode);
-    const cos = tokenCosines(residualIn, residualOut, S, D);
     const sum = this.stats.layers[l];
     sum.cosTis += meanOver(cos, kept)!;
     sum.cosAll += meanOver(cos, cos.keys())!;

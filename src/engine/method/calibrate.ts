@@ -5,7 +5,9 @@
 
 import { CalibSample } from '../data/datasets';
 import { instrumentDecoder, Instrumented, LayerTaps } from '../graph/instrument';
+import { addCalibrationStats, modalityFeeds, StatsTaps, statsInGraphPossible } from '../graph/statsGraph';
 import { OnnxFile } from '../onnx/onnxFile';
+import { ModelProto } from '../onnx/proto';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner } from '../runtime/decoderRunner';
 import { availableMemory, chooseExecution, Execution, ExecutionChoice, weightBytes } from '../runtime/execution';
@@ -14,7 +16,8 @@ import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
 import { Encoded, VlmFrontend } from '../runtime/vlmFrontend';
 import { calibrationFingerprint, CalibrationStats, CalibrationSums, SampleSums } from './calibSums';
 import { attentionFromQK } from './fusedAttention';
-import { AttentionMap, headMean, KeepMode } from './tis';
+import { tokenCosines } from './cosine';
+import { AttentionMap, headMean, KeepMode, tisFromSums } from './tis';
 
 export interface Progress {
   stage: string;
@@ -46,37 +49,53 @@ export type { CalibrationStats, LayerSums } from './calibSums';
 export interface SessionOptions extends RuntimeOptions {
   /** Whole instrumented graph, layer-wise pieces, or chosen from the decoder size and free memory (default). */
   execution?: Execution;
+  /** Compute attention statistics and cosines inside onnxruntime (default) or in JavaScript from the taps. */
+  statsInGraph?: boolean;
 }
 
 /**
- * Opens what a calibration pass needs: frontend, the decoder (whole instrumented graph, or
- * layer-wise pieces with the same taps) and rotary caches.
+ * Opens what a calibration pass needs: frontend, the decoder and rotary caches. Whole-graph
+ * execution keeps two variants, one open at a time: the statistics graph for calibration
+ * (only per-token vectors leave onnxruntime) and the taps graph (residual streams,
+ * attention) for compensation. Layer-wise pieces serve both, a tap being any tensor of the layer.
  */
 export class CalibrationSession {
+  private whole?: { kind: 'stats' | 'taps'; runner: DecoderRunner };
+
   private constructor(
     readonly frontend: VlmFrontend,
     readonly source: OnnxFile,
     readonly inst: Instrumented,
-    readonly runner: DecoderRunner | undefined,
+    private readonly statsModel: ModelProto | undefined,
     readonly layerwise: LayerwiseDecoder | undefined,
     readonly execution: ExecutionChoice,
     readonly decoderPath: string,
+    /** Per layer: the in-graph statistics outputs (absent: computed in JavaScript from the taps). */
+    readonly stats: StatsTaps[] | undefined,
+    private readonly opts: SessionOptions & { fallback: { kvHeads?: number; headDim?: number } },
     private readonly rope?: { cos: Float32Array; sin: Float32Array; rotaryDim: number },
   ) {}
 
   static async open(pkg: ModelPackage, opts: SessionOptions = {}, layers?: number[]): Promise<CalibrationSession> {
     const frontend = await VlmFrontend.open(pkg, opts);
     const source = OnnxFile.open(pkg.decoder);
-    let runner: DecoderRunner | undefined;
     try {
       const inst = instrumentDecoder(source.model, { layers });
       const fallback = { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim };
       const choice = chooseExecution(opts.execution ?? 'auto', weightBytes(source.model));
+      let stats: StatsTaps[] | undefined;
+      let statsModel: ModelProto | undefined;
+      if (opts.statsInGraph !== false && statsInGraphPossible(inst)) {
+        // No taps as outputs: only the statistics leave. Layer-wise, the cosines come from the
+        // hidden states the runner holds anyway.
+        const bare = instrumentDecoder(source.model, { layers: [] });
+        stats = addCalibrationStats(bare, { cosine: choice.execution === 'whole' });
+        statsModel = bare.model;
+      }
       let lw: LayerwiseDecoder | undefined;
-      if (choice.execution === 'whole') runner = await DecoderRunner.fromModel(inst.model, source, { ...opts, optimization: 'basic' }, fallback);
-      else {
+      if (choice.execution === 'layerwise') {
         // One piece open at a time: peak memory is the largest piece plus the states in flight.
-        lw = LayerwiseDecoder.open(source.model, source, { ...opts, optimization: 'basic', fallback, taps: (k) => layerTapNames(inst.taps[k]), maxOpenBytes: 'one-piece' });
+        lw = LayerwiseDecoder.open(statsModel ?? inst.model, source, { ...opts, optimization: 'basic', fallback, taps: (k) => layerTapNames(inst.taps[k]), maxOpenBytes: 'one-piece' });
       }
       let rope;
       const tap = inst.structure.layers[0]?.attention;
@@ -87,17 +106,31 @@ export class CalibrationSession {
         if (!cos || !sin) throw new Error('fused attention without cos/sin cache initializers: cannot recompute attention for TIS');
         rope = { cos: source.tensorFloat32(cos), sin: source.tensorFloat32(sin), rotaryDim: cos.dims[1] * 2 };
       }
-      return new CalibrationSession(frontend, source, inst, runner, lw, choice, pkg.decoder, rope);
+      const cs = new CalibrationSession(frontend, source, inst, statsModel, lw, choice, pkg.decoder, stats, { ...opts, fallback }, rope);
+      if (!lw) await cs.runner(stats ? 'stats' : 'taps'); // what calibration runs first
+      return cs;
     } catch (e) {
-      await runner?.dispose();
       source.close();
       await frontend.dispose();
       throw e;
     }
   }
 
+  /** The whole-graph runner of one kind, closing the other first (only one holds the weights). */
+  async runner(kind: 'stats' | 'taps'): Promise<DecoderRunner> {
+    if (this.whole?.kind === kind) return this.whole.runner;
+    await this.whole?.runner.dispose();
+    this.whole = undefined;
+    // The statistics nodes consume what they read, so full optimisation cannot fuse it away;
+    // bare taps need basic optimisation.
+    const model = kind === 'stats' ? this.statsModel! : this.inst.model;
+    const runner = await DecoderRunner.fromModel(model, this.source, { ...this.opts, optimization: kind === 'stats' ? 'all' : 'basic' }, this.opts.fallback);
+    this.whole = { kind, runner };
+    return runner;
+  }
+
   async dispose(): Promise<void> {
-    await this.runner?.dispose();
+    await this.whole?.runner.dispose();
     await this.layerwise?.dispose();
     await this.frontend.dispose();
     this.source.close();
@@ -118,7 +151,7 @@ export class CalibrationSession {
       const lw = this.layerwise;
       const outputs: Record<string, ort.Tensor> = {};
       const last = Math.max(...layers) + 1;
-      await lw.run(await lw.prologue(enc.embeds, enc.seqLen), last, { onLayer: (_l, _i, _input, taps) => void Object.assign(outputs, taps) });
+      await lw.run(await lw.prologue(enc.embeds, enc.seqLen, this.extraFeeds(enc)), last, { onLayer: (_l, _i, _input, taps) => void Object.assign(outputs, taps) });
       return new SampleTaps(this, enc, outputs);
     }
     const fetch = new Set<string>();
@@ -126,8 +159,22 @@ export class CalibrationSession {
       const t = this.inst.taps[l];
       for (const n of [t.residualIn, t.residualMid, t.residualOut, t.probs, t.query, t.presentKey]) if (n) fetch.add(n);
     }
-    const out = await this.runner!.step(enc.embeds, enc.seqLen, undefined, [...fetch]);
+    const out = await (await this.runner('taps')).step(enc.embeds, enc.seqLen, undefined, [...fetch]);
     return new SampleTaps(this, enc, out.outputs);
+  }
+
+  /** Inputs the in-graph statistics read: the modality of each position. */
+  extraFeeds(enc: Encoded): Record<string, ort.Tensor> {
+    return this.stats ? modalityFeeds(enc.isImage) : {};
+  }
+
+  /** One sample's per-layer statistics from the in-graph outputs: token importance, and cosines when computed there. */
+  statsOf(l: number, outputs: Record<string, ort.Tensor>, isImage: Uint8Array): { tis: Float64Array; cos?: Float64Array } {
+    const st = this.stats![l];
+    const S = isImage.length;
+    const from = outputs[st.fromQueries].data as Float64Array;
+    const tis = tisFromSums(from.subarray(0, S), from.subarray(S, 2 * S), outputs[st.toVisual].data as Float64Array, isImage);
+    return { tis, cos: st.cos ? (outputs[st.cos].data as Float64Array) : undefined };
   }
 
   attention(l: number, outputs: Record<string, ort.Tensor>, S: number): AttentionMap {
@@ -219,9 +266,19 @@ async function calibrateWhole(cs: CalibrationSession, samples: CalibSample[], su
   for (let n = sums.done; n < samples.length; n++) {
     opts.checkCancelled?.();
     const enc = await cs.encode(samples[n]);
-    const taps = await cs.run(enc, layers);
     const s = sums.begin(n, samples[n], enc, () => tokenTexts(cs.frontend, enc));
-    for (const l of layers) sums.addLayer(s, l, taps.residualIn(l), taps.residualOut(l), taps.attention(l));
+    if (cs.stats) {
+      // Only per-token vectors leave onnxruntime.
+      const fetch = cs.stats.flatMap((st) => [st.fromQueries, st.toVisual, st.cos!]);
+      const out = await (await cs.runner('stats')).step(enc.embeds, enc.seqLen, undefined, fetch, cs.extraFeeds(enc));
+      for (const l of layers) {
+        const { tis, cos } = cs.statsOf(l, out.outputs, enc.isImage);
+        sums.addLayerStats(s, l, cos!, tis);
+      }
+    } else {
+      const taps = await cs.run(enc, layers);
+      for (const l of layers) sums.addLayer(s, l, taps.residualIn(l), taps.residualOut(l), taps.attention(l));
+    }
     sums.end(s);
     checkpoint();
     progress(n + 1);
@@ -251,7 +308,7 @@ async function calibrateLayerwise(
     while (n < samples.length && group.length < maxGroup && (group.length === 0 || bytes < budget)) {
       opts.checkCancelled?.();
       const enc = await cs.encode(samples[n]);
-      const state = await lw.prologue(enc.embeds, enc.seqLen);
+      const state = await lw.prologue(enc.embeds, enc.seqLen, cs.extraFeeds(enc));
       const s = sums.begin(n, samples[n], enc, () => tokenTexts(cs.frontend, enc));
       group.push({ s, state });
       bytes += stateBytes(state) * 3; // input, output and taps of a layer are alive together
@@ -262,10 +319,15 @@ async function calibrateLayerwise(
       group.map((g) => g.state),
       L,
       {
+        // In-graph statistics: only the token-importance sums besides the residual stream.
+        taps: cs.stats ? (l) => [cs.stats![l].fromQueries, cs.stats![l].toVisual] : undefined,
         onLayer: (l, i, input, taps) => {
           opts.checkCancelled?.();
           const g = group[i];
-          sums.addLayer(g.s, l, toFloat32(input.residual), toFloat32(taps[lw.cut.residuals[l + 1]]), cs.attention(l, taps, g.s.enc.seqLen));
+          const xin = toFloat32(input.residual);
+          const xout = toFloat32(taps[lw.cut.residuals[l + 1]]);
+          if (cs.stats) sums.addLayerStats(g.s, l, tokenCosines(xin, xout, g.s.enc.seqLen, g.s.enc.hidden), cs.statsOf(l, taps, g.s.enc.isImage).tis);
+          else sums.addLayer(g.s, l, xin, xout, cs.attention(l, taps, g.s.enc.seqLen));
           if (i === group.length - 1) progress(done0 + (group.length * (l + 1)) / L);
         },
       },

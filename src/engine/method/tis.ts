@@ -30,10 +30,29 @@ export function headMean(probs: Float32Array | Float64Array, heads: number, S: n
 export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64Array {
   const S = att.seqLen;
   const A = att.probs;
-  const tis = new Float64Array(S);
-  // Per column: sums and counts of attention received from visual and text rows (causal: row >= col).
+  // Per column: attention received from visual and text rows (causal: row >= col); per row:
+  // attention given to visual columns.
   const fromVis = new Float64Array(S);
   const fromText = new Float64Array(S);
+  const toVis = new Float64Array(S);
+  for (let r = 0; r < S; r++) {
+    const target = isImage[r] ? fromVis : fromText;
+    for (let c = 0; c <= r; c++) {
+      target[c] += A[r * S + c];
+      if (isImage[c]) toVis[r] += A[r * S + c];
+    }
+  }
+  return tisFromSums(fromVis, fromText, toVis, isImage);
+}
+
+/**
+ * Token importance from the attention sums (what each token receives from visual and from
+ * text queries, what it gives visual keys): the counts of rows and columns that can see each
+ * other follow from causality and the modality of each position.
+ */
+export function tisFromSums(fromVis: ArrayLike<number>, fromText: ArrayLike<number>, toVis: ArrayLike<number>, isImage: Uint8Array): Float64Array {
+  const S = isImage.length;
+  const tis = new Float64Array(S);
   const nVis = new Float64Array(S);
   const nText = new Float64Array(S);
   let visAfter = 0;
@@ -44,23 +63,13 @@ export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64
     nVis[r] = visAfter;
     nText[r] = textAfter;
   }
-  for (let r = 0; r < S; r++) {
-    const target = isImage[r] ? fromVis : fromText;
-    for (let c = 0; c <= r; c++) target[c] += A[r * S + c];
-  }
+  let visSeen = 0;
   for (let i = 0; i < S; i++) {
     if (isImage[i]) {
+      visSeen++;
       tis[i] = meanOfTerms(nVis[i] ? fromVis[i] / nVis[i] : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     } else {
-      let visSum = 0;
-      let visSeen = 0;
-      for (let c = 0; c <= i; c++) {
-        if (isImage[c]) {
-          visSum += A[i * S + c];
-          visSeen++;
-        }
-      }
-      tis[i] = meanOfTerms(visSeen ? visSum / visSeen : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
+      tis[i] = meanOfTerms(visSeen ? toVis[i] / visSeen : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     }
   }
   return tis;

@@ -138,13 +138,13 @@ export class DecoderRunner {
 
   /**
    * One forward step over `seqLen` new positions (batch 1). `embeds` is [seqLen, hidden] float32.
-   * `fetch` names extra outputs to return (instrumentation taps).
+   * `fetch` names extra outputs to return (instrumentation taps); `extraFeeds` feeds extra inputs.
    */
-  async step(embeds: Float32Array, seqLen: number, cache?: KvCache, fetch: string[] = []): Promise<StepResult> {
+  async step(embeds: Float32Array, seqLen: number, cache?: KvCache, fetch: string[] = [], extraFeeds: Feeds = {}): Promise<StepResult> {
     const s = this.spec;
     const past = cache ?? this.emptyCache();
     const total = past.length + seqLen;
-    const feeds = decoderFeeds(s, embeds, seqLen, past);
+    const feeds = { ...decoderFeeds(s, embeds, seqLen, past), ...extraFeeds };
     const wanted = [s.logits, ...s.present.flatMap((p) => [p.key, p.value]), ...fetch];
     const out = await this.session.run(feeds, wanted);
     const logitsT = out[s.logits];

@@ -42,6 +42,8 @@ export interface LayerwiseOptions extends RuntimeOptions {
 export interface LayerRun {
   /** Layers to pass over: the residual stream goes from a skipped layer's input straight to the next layer. */
   skip?: Iterable<number>;
+  /** Extra outputs of each layer instead of the decoder's default taps. */
+  taps?: (layer: number) => string[];
   /** Called after each layer that ran, with the sample's index in `states`, the state entering the layer and its taps. */
   onLayer?: (layer: number, sample: number, input: HiddenState, taps: Record<string, ort.Tensor>) => void | Promise<void>;
 }
@@ -103,9 +105,12 @@ export class LayerwiseDecoder {
     return b;
   }
 
-  /** Runs the prologue for one sample (batch 1, empty past). `embeds` is [seqLen, hidden] float32. */
-  async prologue(embeds: Float32Array, seqLen: number): Promise<HiddenState> {
-    const feeds = decoderFeeds(this.spec, embeds, seqLen, emptyCache(this.spec));
+  /**
+   * Runs the prologue for one sample (batch 1, empty past). `embeds` is [seqLen, hidden]
+   * float32; `extraFeeds` are inputs an edited decoder adds (kept in the state's context).
+   */
+  async prologue(embeds: Float32Array, seqLen: number, extraFeeds: Feeds = {}): Promise<HiddenState> {
+    const feeds = { ...decoderFeeds(this.spec, embeds, seqLen, emptyCache(this.spec)), ...extraFeeds };
     const r0 = this.cut.residuals[0];
     const outputs = [...this.cut.shared, ...(feeds[r0] ? [] : [r0])];
     const all: Feeds = { ...feeds };
@@ -150,7 +155,7 @@ export class LayerwiseDecoder {
       }
       const next: HiddenState[] = [];
       for (let i = 0; i < cur.length; i++) {
-        const r = await this.layer(cur[i]);
+        const r = await this.layer(cur[i], opts.taps?.(k));
         if (opts.onLayer) await opts.onLayer(k, i, cur[i], r.taps);
         next.push(r.state);
       }
