@@ -29,8 +29,11 @@ function resetPeak(): void {
 async function stage<T>(name: string, f: () => Promise<T>): Promise<T> {
   resetPeak();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const r = await f();
-  console.log(`${name.padEnd(28)} ${((performance.now() - t0) / 1000).toFixed(1).padStart(8)} s  peak RSS ${peakMiB().toFixed(0).padStart(6)} MiB`);
+  const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / 1e6;
+  console.log(`${name.padEnd(28)} ${((performance.now() - t0) / 1000).toFixed(1).padStart(8)} s  CPU ${cpu.toFixed(1).padStart(7)} s  peak RSS ${peakMiB().toFixed(0).padStart(6)} MiB`);
   return r;
 }
 
