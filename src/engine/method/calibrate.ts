@@ -9,7 +9,9 @@ import { addCalibrationStats, modalityFeeds, StatsTaps, statsInGraphPossible } f
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelProto } from '../onnx/proto';
 import { ModelPackage } from '../package/modelPackage';
-import { DecoderRunner } from '../runtime/decoderRunner';
+import { DecoderRunner, runOutputs } from '../runtime/decoderRunner';
+import { dropUnusedInitializers, eliminateDeadNodes } from '../graph/graphIndex';
+import { cloneModel } from '../graph/surgery';
 import { availableMemory, chooseExecution, Execution, ExecutionChoice, weightBytes } from '../runtime/execution';
 import { HiddenState, LayerwiseDecoder } from '../runtime/layerwise';
 import { RuntimeOptions, toFloat32, ort } from '../runtime/ort';
@@ -123,7 +125,7 @@ export class CalibrationSession {
     this.whole = undefined;
     // The statistics nodes consume what they read, so full optimisation cannot fuse it away;
     // bare taps need basic optimisation.
-    const model = kind === 'stats' ? this.statsModel! : this.inst.model;
+    const model = kind === 'stats' ? statisticsOnly(this.statsModel!, this.stats!) : this.inst.model;
     const runner = await DecoderRunner.fromModel(model, this.source, { ...this.opts, optimization: kind === 'stats' ? 'all' : 'basic' }, this.opts.fallback);
     this.whole = { kind, runner };
     return runner;
@@ -199,6 +201,19 @@ export class CalibrationSession {
   }
 }
 
+/**
+ * The statistics graph with the statistics as its only outputs: the LM head, the logits and
+ * the cache outputs are gone, so calibration neither computes nor copies them.
+ */
+function statisticsOnly(model: ModelProto, stats: StatsTaps[]): ModelProto {
+  const m = cloneModel(model);
+  const keep = new Set(stats.flatMap((s) => [s.fromQueries, s.toVisual, s.cos]).filter((x): x is string => !!x));
+  m.graph.output = m.graph.output.filter((o) => keep.has(o.name));
+  eliminateDeadNodes(m.graph);
+  dropUnusedInitializers(m.graph);
+  return m;
+}
+
 /** What a layer piece outputs besides its residual stream: the same taps the whole graph gets. */
 function layerTapNames(t: LayerTaps): string[] {
   return [t.residualMid, t.probs, t.query, t.presentKey].filter((n): n is string => !!n);
@@ -270,9 +285,9 @@ async function calibrateWhole(cs: CalibrationSession, samples: CalibSample[], su
     if (cs.stats) {
       // Only per-token vectors leave onnxruntime.
       const fetch = cs.stats.flatMap((st) => [st.fromQueries, st.toVisual, st.cos!]);
-      const out = await (await cs.runner('stats')).step(enc.embeds, enc.seqLen, undefined, fetch, cs.extraFeeds(enc));
+      const out = await runOutputs(await cs.runner('stats'), enc.embeds, enc.seqLen, fetch, cs.extraFeeds(enc));
       for (const l of layers) {
-        const { tis, cos } = cs.statsOf(l, out.outputs, enc.isImage);
+        const { tis, cos } = cs.statsOf(l, out, enc.isImage);
         sums.addLayerStats(s, l, cos!, tis);
       }
     } else {

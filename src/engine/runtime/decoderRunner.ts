@@ -156,6 +156,12 @@ export class DecoderRunner {
   }
 }
 
+/** Fetches only `names` (no logits, no cache) for one pass over `seqLen` positions with an empty past. */
+export async function runOutputs(r: DecoderRunner, embeds: Float32Array, seqLen: number, names: string[], extraFeeds: Feeds = {}): Promise<Record<string, ort.Tensor>> {
+  const feeds = { ...decoderFeeds(r.spec, embeds, seqLen, r.emptyCache()), ...extraFeeds };
+  return r.session.run(feeds, names);
+}
+
 export function argmax(v: Float32Array): number {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
