@@ -10,8 +10,7 @@
 // which applies the model's real mask and rotary.
 
 import { int64Tensor, makeAttr, makeNode, makeValueInfo } from '../onnx/builder';
-import { DataType, ModelProto, NodeProto } from '../onnx/proto';
-import { ort } from '../runtime/ort';
+import { DataType, NodeProto } from '../onnx/proto';
 import { Instrumented } from './instrument';
 
 /** Inputs the statistics read: the modality of each position, as float64 rows / a column. */
@@ -30,18 +29,6 @@ export interface StatsTaps {
 /** Whether every layer's attention probabilities can be had in the graph (Softmax or GroupQueryAttention). */
 export function statsInGraphPossible(inst: Instrumented): boolean {
   return inst.structure.layers.every((l) => (l.attention?.kind === 'probs' && !!l.attention.probs) || (l.attention?.kind === 'qk' && l.attention.node?.opType === 'GroupQueryAttention'));
-}
-
-/** Feeds for MODALITY_ROWS and VISUAL_COLUMN from a sample's image-position flags. */
-export function modalityFeeds(isImage: Uint8Array): Record<string, ort.Tensor> {
-  const S = isImage.length;
-  const rows = new Float64Array(2 * S);
-  const col = new Float64Array(S);
-  for (let i = 0; i < S; i++) {
-    rows[i] = col[i] = isImage[i] ? 1 : 0;
-    rows[S + i] = isImage[i] ? 0 : 1;
-  }
-  return { [MODALITY_ROWS]: new ort.Tensor('float64', rows, [2, S]), [VISUAL_COLUMN]: new ort.Tensor('float64', col, [S, 1]) };
 }
 
 /**

@@ -5,7 +5,7 @@
 
 import { CalibSample } from '../data/datasets';
 import { instrumentDecoder, Instrumented, LayerTaps } from '../graph/instrument';
-import { addCalibrationStats, modalityFeeds, StatsTaps, statsInGraphPossible } from '../graph/statsGraph';
+import { addCalibrationStats, MODALITY_ROWS, StatsTaps, statsInGraphPossible, VISUAL_COLUMN } from '../graph/statsGraph';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelProto } from '../onnx/proto';
 import { ModelPackage } from '../package/modelPackage';
@@ -199,6 +199,18 @@ export class CalibrationSession {
     }
     throw new Error(`layer ${l}: no attention tap to compute token importance from`);
   }
+}
+
+/** Feeds for MODALITY_ROWS and VISUAL_COLUMN from a sample's image-position flags. */
+export function modalityFeeds(isImage: Uint8Array): Record<string, ort.Tensor> {
+  const S = isImage.length;
+  const rows = new Float64Array(2 * S);
+  const col = new Float64Array(S);
+  for (let i = 0; i < S; i++) {
+    rows[i] = col[i] = isImage[i] ? 1 : 0;
+    rows[S + i] = isImage[i] ? 0 : 1;
+  }
+  return { [MODALITY_ROWS]: new ort.Tensor('float64', rows, [2, S]), [VISUAL_COLUMN]: new ort.Tensor('float64', col, [S, 1]) };
 }
 
 /**
