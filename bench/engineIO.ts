@@ -10,6 +10,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { discoverLayers } from '../src/engine/graph/layers';
 import { OnnxFile } from '../src/engine/onnx/onnxFile';
+import { decodeModel } from '../src/engine/onnx/proto';
+import { checkPackageConsistency } from '../src/engine/package/consistency';
+import { checkLoadsInRuntime } from '../src/engine/runtime/loadCheck';
 import { openPackage } from '../src/engine/package/modelPackage';
 import { writePrunedPackage } from '../src/engine/package/writePackage';
 import { REAL_SIZE, writeSynthModel } from '../test/support/synthModels';
@@ -17,10 +20,23 @@ import { REAL_SIZE, writeSynthModel } from '../test/support/synthModels';
 const root = path.resolve(__dirname, '../../bench/out');
 const modelDir = path.join(root, 'real-size');
 
-function measure(phase: string): void {
+async function measure(phase: string): Promise<void> {
   const t0 = performance.now();
   const pkg = openPackage(modelDir);
-  if (phase === 'read') {
+  if (phase === 'decode') {
+    // The protobuf alone, for comparison with `check`.
+    const m = decodeModel(fs.readFileSync(pkg.decoder));
+    report(phase, t0, { nodes: m.graph.node.length });
+  } else if (phase === 'check') {
+    // What a prune does before anything else (issue 13): decode, validate every tensor against
+    // its data and the graph's topology, config against graph, weightless load in onnxruntime.
+    const f = OnnxFile.open(pkg.decoder);
+    checkPackageConsistency(pkg, f, discoverLayers(f.graph));
+    const t1 = performance.now();
+    await checkLoadsInRuntime(f.model, pkg.decoder);
+    f.close();
+    report(phase, t0, { runtimeLoadSeconds: Number(((performance.now() - t1) / 1000).toFixed(2)) });
+  } else if (phase === 'read') {
     const f = OnnxFile.open(pkg.decoder);
     let bytes = 0;
     for (const t of f.graph.initializer) bytes += f.tensorBytes(t).length; // touch every weight
@@ -61,7 +77,10 @@ function report(phase: string, t0: number, extra: Record<string, number>): void 
 
 function main(): void {
   const phase = process.argv[2];
-  if (phase) return measure(phase);
+  if (phase) {
+    void measure(phase);
+    return;
+  }
   if (!fs.existsSync(path.join(modelDir, 'config.json'))) {
     fs.mkdirSync(root, { recursive: true });
     const t0 = performance.now();
@@ -71,7 +90,7 @@ function main(): void {
   const sizes = fs.readdirSync(path.join(modelDir, 'onnx')).map((f) => `${f} ${(fs.statSync(path.join(modelDir, 'onnx', f)).size / 2 ** 20).toFixed(0)} MiB`);
   console.log(`model: ${sizes.join(', ')}`);
   console.log('phase      seconds  peak RSS MiB  notes');
-  for (const phase of ['read', 'discover', 'prune']) {
+  for (const phase of ['decode', 'check', 'read', 'discover', 'prune']) {
     const out = execFileSync(process.execPath, [__filename, phase], { encoding: 'utf8' });
     const r = JSON.parse(out.trim().split('\n').pop()!);
     const notes = Object.entries(r).filter(([k]) => !['phase', 'seconds', 'peakMiB'].includes(k)).map(([k, v]) => `${k}=${v}`).join(' ');

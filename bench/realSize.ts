@@ -11,7 +11,7 @@ import { calibrate, CalibrationSession } from '../src/engine/method/calibrate';
 import { DEFAULT_OPTIONS, pruneWithStats } from '../src/engine/method/shortLvlm';
 import { openPackage } from '../src/engine/package/modelPackage';
 import { Execution } from '../src/engine/runtime/execution';
-import { formatSeconds } from '../src/engine/progress';
+import { formatEta } from '../src/protocol/format';
 
 function peakMiB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
       calibrate(cs, samples, {
         topP: 0.1,
         keepMode: 'count',
-        onProgress: (p) => process.stderr.write(`\r  ${p.stage} ${p.done}/${p.total}${p.etaSeconds !== undefined ? ` ETA ${formatSeconds(p.etaSeconds)}` : ''}   `),
+        onProgress: (p) => process.stderr.write(`\r  ${p.stage} ${p.done}/${p.total}${p.etaSeconds !== undefined ? ` ETA ${formatEta(p.etaSeconds)}` : ''}   `),
       }).then((s) => {
         tokens = s.tokens;
         process.stderr.write('\n');

@@ -1,242 +1,260 @@
 #!/usr/bin/env node
-// Command-line twin of the extension: the same engine jobs, driven from a terminal.
+// Command-line twin of the extension: the same engine jobs, driven from a terminal. Each
+// command's flags are declared once below (prune's come from the protocol's option table);
+// every value is checked before any model work starts, and every error is one line.
 
-import { parseArgs } from 'node:util';
 import * as fs from 'fs';
 import * as path from 'path';
-import { attachBenchmark, toBenchmarkReport } from './engine/bench/attach';
+import { CommandSpec, commandHelp, parseCommand, Parsed, UsageError } from './cli/args';
 import { formatInspect, inspectModel } from './engine/commands/inspect';
 import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
-import { sweepJob } from './engine/bench/sweep';
+import { METHOD_SPECS, sweepJob } from './engine/bench/sweep';
+import { describeError } from './protocol/errorText';
 import { stderrProgress } from './engine/progress';
-import { DEVICES } from './engine/runtime/device';
-import { EXECUTIONS } from './engine/runtime/execution';
-import { PruneOptions } from './protocol/report';
+import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
+import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
+import type { RunOptions } from './protocol/engineApi';
+import { allowedText, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
+import type { PruneOptions } from './protocol/report';
+import { version } from '../package.json';
 
-const USAGE = `usage: npm run --silent cli -- <command> [options]
+const PROGRAM = 'short-lvlm';
+const RUN_AS = 'npm run --silent cli --';
+
+const common = {
+  json: { name: 'json', help: 'machine-readable output on stdout (see below)' },
+  quiet: { name: 'quiet', help: 'no progress on stderr' },
+};
+
+/** Flags from an option table: one per entry, with its allowed values and default. */
+function tableFlags(table: Record<string, OptionSpec>, defaults: Record<string, unknown> = {}) {
+  return Object.entries(table).map(([key, s]) => {
+    const dflt = defaults[key];
+    const arg = s.kind === 'flag' ? undefined : s.kind === 'enum' ? s.values!.join('|') : s.arg;
+    const allowed = s.kind === 'number' || s.kind === 'integer' ? `; ${allowedText(s)}` : '';
+    const def = s.kind !== 'flag' && dflt !== undefined && key !== 'seed' ? ` (default ${dflt})` : '';
+    return { name: s.flag, arg, help: `${s.help}${allowed}${def}`, key, spec: s };
+  });
+}
+/** prune's method options (PruneOptions) and every job's run options. */
+const optionFlags = tableFlags(PRUNE_OPTION_SPECS, { ...DEFAULT_PRUNE_OPTIONS });
+const runFlags = tableFlags(RUN_OPTION_SPECS, { ...DEFAULT_RUN_OPTIONS });
+
+const COMMANDS: Record<string, CommandSpec> = {
+  inspect: {
+    name: 'inspect',
+    brief: 'what the engine finds in a model package: layout, files, layers and their weights',
+    positionals: { name: 'model', min: 1, max: 1 },
+    summary: 'Layout, files, attention style, hidden size, and for every decoder layer its KV cache and the weights that write into the residual stream.',
+    flags: [common.json],
+    json: 'one JSON document on one line.',
+  },
+  prune: {
+    name: 'prune',
+    brief: 'remove decoder layers (Short-LVLM: TIS + SCP), a hand-made list, or a recorded recipe',
+    positionals: { name: 'model', min: 1, max: 1 },
+    forms: ['<model> --layers 3,5 --no-scp [--out <dir>]', `<model> --recipe ${RECIPE_FILE} [--out <dir>]`],
+    summary: [
+      'Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L) layers and',
+      `subspace-compensated pruning (SCP). Writes <model>${OUTPUT_INFIX}<method>-r<ratio>/ beside the model`,
+      `(or --out) with ${REPORT_FILE} and ${RECIPE_FILE}. With --layers, removes exactly those layers`,
+      '(--no-scp: no calibration needed); with --recipe, re-applies a recorded pruning.',
+    ].join('\n'),
+    flags: [
+      { name: 'calib', arg: '<file>', help: 'calibration data: LLaVA conversation JSON or JSONL with images' },
+      ...optionFlags,
+      { name: 'recipe', arg: '<file>', help: `re-apply a ${RECIPE_FILE} (no calibration)` },
+      { name: 'out', arg: '<dir>', help: 'output folder (default beside the model)' },
+      { name: 'overwrite', help: 'replace an existing output folder' },
+      ...runFlags,
+      common.json,
+      common.quiet,
+    ],
+    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, seconds}.',
+  },
+  bench: {
+    name: 'bench',
+    brief: 'accuracy, agreement, KL, speed and size of models against the first one',
+    positionals: { name: 'model', min: 1, max: 64 },
+    summary: [
+      'Accuracy per question family, relative accuracy, next-token agreement and KL divergence against the',
+      `first model, samples per second and size. Stored in each model's ${REPORT_FILE} when it has one.`,
+    ].join('\n'),
+    flags: [
+      { name: 'eval', arg: '<file>', help: 'evaluation data: JSONL of {id, image, question, answer, choices?, family?}' },
+      { name: 'samples', arg: 'n', help: 'evaluation items used (default all)' },
+      { name: 'no-save', help: `do not store the result in the models' ${REPORT_FILE}` },
+      ...runFlags,
+      common.json,
+      common.quiet,
+    ],
+    json: 'JSON Lines: one JSON object per model and line, the reference first (the Benchmark panel\'s rows).',
+  },
+  sweep: {
+    name: 'sweep',
+    brief: "the paper's ablation: methods x ratios, random and exhaustive choices",
+    positionals: { name: 'model', min: 1, max: 1 },
+    summary: "The paper's ablation on this model: methods x ratios, random dropping and, where small enough, every subset of the candidate layers.",
+    flags: [
+      { name: 'calib', arg: '<file>', help: 'calibration data' },
+      { name: 'eval', arg: '<file>', help: 'evaluation data' },
+      { name: 'ratios', arg: 'r,r,...', help: `ratios to try, each in (${RATIO_RANGE.min}, ${RATIO_RANGE.max}] (default 0.1,0.2,0.3,0.4)` },
+      { name: 'methods', arg: 'm,m,...', help: `methods to try: ${Object.keys(METHOD_SPECS).join(', ')} (default all)` },
+      { name: 'random-seeds', arg: 'n', help: 'random choices per ratio (default 3)' },
+      { name: 'exhaustive-limit', arg: 'n', help: 'enumerate every subset when there are at most n (default 100)' },
+      { name: 'samples', arg: 'n', help: 'calibration samples used (default all)' },
+      { name: 'eval-samples', arg: 'n', help: 'evaluation items used (default all)' },
+      { name: 'out', arg: '<file.json>', help: 'also write the full result there' },
+      ...runFlags,
+      common.json,
+      common.quiet,
+    ],
+    json: 'one JSON document on one line (the same as --out writes).',
+  },
+};
+
+const USAGE = `usage: ${RUN_AS} <command> [options]      (or: node dist/cli.js <command> ...)
 
 commands:
-  inspect <model> [--json]
-      Layout, files, decoder layers and the weights found in each.
+${Object.values(COMMANDS)
+  .map((c) => `  ${c.name.padEnd(9)}${c.brief}`)
+  .join('\n')}
 
-  prune <model> --calib <file> [--ratio 0.3] [--method svl|cosine|text|visual|random]
-        [--no-scp] [--scp-target down_proj|o_proj|input] [--top-p 0.1] [--keep count|nucleus]
-        [--rank K] [--features kept|all|last] [--candidates 8-15] [--samples N] [--seed S]
-        [--out <dir>] [--overwrite] [--threads N] [--execution auto|whole|layerwise]
-        [--device cpu|cuda|dml|coreml] [--json]
-      Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L)
-      layers and subspace-compensated pruning. Writes a package with
-      short-lvlm-report.json and recipe.json. --execution layerwise runs the decoder one
-      layer at a time (for models larger than memory; auto picks it from the decoder size
-      and free memory). A killed calibration resumes when the same command is run again.
-  prune <model> --layers 3,5 --no-scp [--out <dir>]
-      Remove exactly these layers (0-based original indices); add --calib instead of
-      --no-scp to compensate them.
-  prune <model> --recipe <recipe.json> [--out <dir>]
-      Re-apply a recorded pruning without calibration.
+${PROGRAM} <command> --help     the command's options and what --json prints
+${PROGRAM} --version            the version
 
-  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--device D] [--json] [--no-save]
-      Accuracy per family, relative accuracy, next-token agreement and KL against the first
-      model, samples per second and size. Stored in each model's short-lvlm-report.json
-      when it has one (unless --no-save).
+<model> is a model folder, or any .onnx / config file inside it. Progress goes to stderr;
+errors are one line on stderr with exit code 2 (bad usage) or 1 (the job failed).`;
 
-  sweep <model> --calib <file> --eval <file> [--ratios 0.1,0.2,0.3,0.4]
-        [--methods svl,svl-noscp,cosine,cosine-scp,text,visual] [--random-seeds 3]
-        [--exhaustive-limit 100] [--samples N] [--eval-samples N] [--device D] [--out <file.json>]
-      The paper's ablation on this model: methods x ratios, random dropping and, where
-      small enough, every subset of the candidate layers.
+// ------------------------------------------------------------------ values
 
-<model> is a model folder, or any .onnx / config file inside it. --device picks the onnxruntime
-execution provider (cpu by default; cuda, dml and coreml need a matching onnxruntime-node).`;
+const str = (p: Parsed, name: string) => p.values.get(name) as string | undefined;
+const has = (p: Parsed, name: string) => p.values.get(name) === true;
 
-class UsageError extends Error {}
+/** A count flag: a safe integer >= min. */
+function count(p: Parsed, name: string, min: number): number | undefined {
+  const v = str(p, name);
+  return v === undefined ? undefined : parseNumberValue(`--${name}`, { kind: 'integer', min }, v);
+}
 
-function parseLayers(s: string): number[] {
-  const out: number[] = [];
-  for (const p of s.split(',').map((x) => x.trim()).filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(p);
-    if (!m) throw new UsageError(`--layers: "${p}" is not a layer index or range (e.g. 3,5 or 10-12)`);
-    const [a, b] = [Number(m[1]), Number(m[2] ?? m[1])];
-    if (b < a) throw new UsageError(`--layers: "${p}" is an empty range (write ${b}-${a})`);
-    for (let i = a; i <= b; i++) out.push(i);
+/** The values of a table's flags (a switch such as --no-scp turns its option off). */
+function tableValues(p: Parsed, flags: ReturnType<typeof tableFlags>): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const f of flags) {
+    const v = p.values.get(f.name);
+    if (v !== undefined) o[f.key] = v === true ? false : parseSpecValue(f.spec, v, `--${f.name}`);
   }
-  if (!out.length) throw new UsageError('--layers needs at least one index');
-  return [...new Set(out)].sort((x, y) => x - y);
-}
-
-function parseNumber(name: string, v: string | undefined, check: (x: number) => boolean, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new UsageError(`--${name} must be ${what}, got "${v}"`);
-  return x;
-}
-
-function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got "${v}"`);
-  return v as T;
-}
-
-const PRUNE_FLAGS = {
-  calib: { type: 'string' },
-  ratio: { type: 'string' },
-  method: { type: 'string' },
-  'no-scp': { type: 'boolean' },
-  'scp-target': { type: 'string' },
-  'top-p': { type: 'string' },
-  keep: { type: 'string' },
-  rank: { type: 'string' },
-  features: { type: 'string' },
-  candidates: { type: 'string' },
-  samples: { type: 'string' },
-  seed: { type: 'string' },
-  layers: { type: 'string' },
-  recipe: { type: 'string' },
-  out: { type: 'string' },
-  overwrite: { type: 'boolean' },
-  threads: { type: 'string' },
-  execution: { type: 'string' },
-  device: { type: 'string' },
-  json: { type: 'boolean' },
-  quiet: { type: 'boolean' },
-} as const;
-
-function pruneOptions(v: Record<string, string | boolean | undefined>): Partial<PruneOptions> {
-  const s = (k: string) => v[k] as string | undefined;
-  const o: Partial<PruneOptions> = {};
-  const ratio = parseNumber('ratio', s('ratio'), (x) => x > 0 && x <= 0.5, 'a number in (0, 0.5]');
-  if (ratio !== undefined) o.ratio = ratio;
-  const method = oneOf('method', s('method'), ['svl', 'cosine', 'text', 'visual', 'random'] as const);
-  if (method) o.method = method;
-  if (v['no-scp']) o.scp = false;
-  const target = oneOf('scp-target', s('scp-target'), ['down_proj', 'o_proj', 'input'] as const);
-  if (target) o.scpTarget = target;
-  const topP = parseNumber('top-p', s('top-p'), (x) => x > 0 && x <= 1, 'a number in (0, 1]');
-  if (topP !== undefined) o.topP = topP;
-  const keep = oneOf('keep', s('keep'), ['count', 'nucleus'] as const);
-  if (keep) o.keepMode = keep;
-  const rank = parseNumber('rank', s('rank'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
-  if (rank !== undefined) o.rank = rank;
-  const features = oneOf('features', s('features'), ['kept', 'all', 'last'] as const);
-  if (features) o.features = features;
-  if (s('candidates')) {
-    const m = /^(\d+)-(\d+)$/.exec(s('candidates')!);
-    if (!m) throw new UsageError('--candidates must be a range like 8-15');
-    o.candidates = [Number(m[1]), Number(m[2])];
-  }
-  const samples = parseNumber('samples', s('samples'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
-  if (samples !== undefined) o.samples = samples;
-  const seed = parseNumber('seed', s('seed'), Number.isInteger, 'an integer');
-  if (seed !== undefined) o.seed = seed;
-  if (s('layers')) o.layers = parseLayers(s('layers')!);
   return o;
 }
+const pruneOptions = (p: Parsed) => tableValues(p, optionFlags) as Partial<PruneOptions>;
+const runOptions = (p: Parsed) => tableValues(p, runFlags) as RunOptions;
+
+// ------------------------------------------------------------------ commands
+
+async function inspect(p: Parsed): Promise<void> {
+  const r = inspectModel(p.positionals[0]);
+  process.stdout.write((has(p, 'json') ? JSON.stringify(r) : formatInspect(r)) + '\n');
+}
+
+async function prune(p: Parsed): Promise<void> {
+  const options = pruneOptions(p);
+  const run = runOptions(p);
+  const calib = str(p, 'calib');
+  const recipe = str(p, 'recipe');
+  if (recipe && (calib || options.layers)) throw new UsageError('--recipe re-applies a recorded pruning: leave out --calib and --layers', 'prune');
+  if (!calib && !recipe && !(options.layers && options.scp === false)) {
+    throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)', 'prune');
+  }
+  const r = await pruneJob(
+    { model: p.positionals[0], calib, out: str(p, 'out'), overwrite: has(p, 'overwrite'), recipe, ...run, options },
+    { onProgress: stderrProgress(has(p, 'quiet')), log: has(p, 'quiet') ? undefined : (line) => process.stderr.write(`${line}\n`) },
+  );
+  if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');
+  else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+}
+
+async function bench(p: Parsed): Promise<void> {
+  const evalFile = str(p, 'eval');
+  if (!evalFile) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})', 'bench');
+  const samples = count(p, 'samples', 1);
+  const r = await benchJob({ models: p.positionals, eval: evalFile, samples, ...runOptions(p), save: !has(p, 'no-save') }, { onProgress: stderrProgress(has(p, 'quiet')) });
+  if (has(p, 'json')) for (const row of r.benchmark.rows) process.stdout.write(JSON.stringify(row) + '\n');
+  else process.stdout.write(formatBenchTable(r.benchmark.rows) + '\n');
+  for (const f of r.reports) process.stderr.write(`benchmark saved in ${f}\n`);
+}
+
+async function sweep(p: Parsed): Promise<void> {
+  const calib = str(p, 'calib');
+  const evalFile = str(p, 'eval');
+  if (!calib || !evalFile) throw new UsageError('sweep needs --calib <file> and --eval <file>', 'sweep');
+  const ratios = (str(p, 'ratios') ?? '0.1,0.2,0.3,0.4').split(',').map((r) => parseNumberValue('--ratios', { kind: 'number', ...RATIO_RANGE }, r));
+  const methods = str(p, 'methods')?.split(',').map((m) => m.trim());
+  const unknown = methods?.find((m) => !METHOD_SPECS[m]);
+  if (unknown !== undefined) throw new OptionError('--methods', `must be a list of ${Object.keys(METHOD_SPECS).join(', ')}; got "${unknown}"`);
+  const result = await sweepJob(
+    {
+      model: p.positionals[0],
+      calib,
+      eval: evalFile,
+      ratios,
+      methods,
+      randomSeeds: count(p, 'random-seeds', 0),
+      exhaustiveLimit: count(p, 'exhaustive-limit', 0),
+      samples: count(p, 'samples', 1),
+      evalSamples: count(p, 'eval-samples', 1),
+      ...runOptions(p),
+    },
+    { onProgress: stderrProgress(has(p, 'quiet')) },
+  );
+  const out = str(p, 'out');
+  if (out) fs.writeFileSync(path.resolve(out), JSON.stringify(result, null, 1) + '\n');
+  process.stdout.write((has(p, 'json') ? JSON.stringify(result) : result.table) + '\n');
+}
+
+const RUN: Record<string, (p: Parsed) => Promise<void>> = { inspect, prune, bench, sweep };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE + '\n');
+    const topic = command === 'help' ? rest[0] : undefined;
+    if (topic && COMMANDS[topic]) process.stdout.write(commandHelp(COMMANDS[topic], `${RUN_AS}`) + '\n');
+    else (command ? process.stdout : process.stderr).write(USAGE + '\n');
     return command ? 0 : 2;
   }
-  if (command === 'inspect') {
-    const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' } } });
-    if (positionals.length !== 1) throw new UsageError('inspect takes one model path');
-    const r = inspectModel(positionals[0]);
-    process.stdout.write((values.json ? JSON.stringify(r) : formatInspect(r)) + '\n');
+  if (command === '--version' || command === '-V' || command === 'version') {
+    process.stdout.write(`${PROGRAM} ${version}\n`);
     return 0;
   }
-  if (command === 'prune') {
-    const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: PRUNE_FLAGS });
-    if (positionals.length !== 1) throw new UsageError('prune takes one model path');
-    const options = pruneOptions(values);
-    if (!values.calib && !values.recipe && !(options.layers && values['no-scp'])) {
-      throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)');
-    }
-    const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
-    const execution = oneOf('execution', values.execution, EXECUTIONS);
-    const device = oneOf('device', values.device, DEVICES);
-    const r = await pruneJob(
-      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, execution, device, options },
-      { onProgress: stderrProgress(values.quiet), log: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) },
-    );
-    if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+  const spec = COMMANDS[command];
+  if (!spec) throw new UsageError(command.startsWith('-') ? `${command} is not a command; the commands are ${Object.keys(COMMANDS).join(', ')}` : `unknown command "${command}"; the commands are ${Object.keys(COMMANDS).join(', ')}`);
+  const parsed = parseCommand(spec, rest);
+  if (parsed.help) {
+    process.stdout.write(commandHelp(spec, RUN_AS) + '\n');
     return 0;
   }
-  if (command === 'bench') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, 'no-save': { type: 'boolean' } },
-    });
-    if (!positionals.length) throw new UsageError('bench takes one or more model paths');
-    if (!values.eval) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})');
-    const samples = parseNumber('samples', values.samples, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
-    const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
-    const rows = await benchJob({ models: positionals, eval: values.eval, samples, threads, device: oneOf('device', values.device, DEVICES) }, { onProgress: stderrProgress(values.quiet) });
-    if (values.json) for (const r of rows) process.stdout.write(JSON.stringify({ ...r, answers: undefined }) + '\n');
-    else process.stdout.write(formatBenchTable(rows) + '\n');
-    if (!values['no-save']) {
-      // Pruned packages keep the comparison in their report, for the Benchmark panel.
-      const saved = attachBenchmark(positionals, toBenchmarkReport(rows, path.resolve(values.eval)));
-      for (const f of saved) process.stderr.write(`benchmark saved in ${f}\n`);
-    }
-    return 0;
-  }
-  if (command === 'sweep') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        calib: { type: 'string' },
-        eval: { type: 'string' },
-        ratios: { type: 'string' },
-        methods: { type: 'string' },
-        'random-seeds': { type: 'string' },
-        'exhaustive-limit': { type: 'string' },
-        samples: { type: 'string' },
-        'eval-samples': { type: 'string' },
-        out: { type: 'string' },
-        threads: { type: 'string' },
-        device: { type: 'string' },
-        json: { type: 'boolean' },
-        quiet: { type: 'boolean' },
-      },
-    });
-    if (positionals.length !== 1) throw new UsageError('sweep takes one model path');
-    if (!values.calib || !values.eval) throw new UsageError('sweep needs --calib <file> and --eval <file>');
-    const ratios = (values.ratios ?? '0.1,0.2,0.3,0.4').split(',').map((r) => parseNumber('ratios', r, (x) => x > 0 && x <= 0.5, 'numbers in (0, 0.5]')!);
-    const int = (name: string, v: string | undefined) => parseNumber(name, v, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
-    const result = await sweepJob(
-      {
-        model: positionals[0],
-        calib: values.calib,
-        eval: values.eval,
-        ratios,
-        methods: values.methods?.split(','),
-        randomSeeds: int('random-seeds', values['random-seeds']),
-        exhaustiveLimit: int('exhaustive-limit', values['exhaustive-limit']),
-        samples: int('samples', values.samples),
-        evalSamples: int('eval-samples', values['eval-samples']),
-        threads: int('threads', values.threads),
-        device: oneOf('device', values.device, DEVICES),
-      },
-      { onProgress: stderrProgress(values.quiet) },
-    );
-    if (values.out) fs.writeFileSync(values.out, JSON.stringify(result, null, 1) + '\n');
-    process.stdout.write((values.json ? JSON.stringify(result) : result.table) + '\n');
-    return 0;
-  }
-  throw new UsageError(`unknown command "${command}"`);
+  await RUN[command](parsed);
+  return 0;
 }
+
+/** An option error from the engine names an option's field: say it as the flag the user typed. */
+function asFlag(e: OptionError): string {
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
+  return spec ? `--${spec.flag}: ${e.detail}` : e.message;
+}
+
+// Temporary folders go away on every exit (Ctrl-C included); a killed run's are swept now.
+installExitCleanup(() => process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${PROGRAM}: cancelled; temporary files removed\n`));
+sweepStaleScratch();
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: Error) => {
-    const usage = e instanceof UsageError || String((e as NodeJS.ErrnoException).code ?? '').startsWith('ERR_PARSE_ARGS');
+    const usage = e instanceof UsageError || e instanceof OptionError;
+    const text = e instanceof OptionError ? asFlag(e) : describeError(e);
+    const hint = e instanceof UsageError ? ` (see ${e.command ? `${PROGRAM} ${e.command} --help` : `${PROGRAM} --help`})` : '';
     if (process.stderr.isTTY) process.stderr.write('\n');
-    process.stderr.write(`short-lvlm: ${String(e.message).split('\n')[0]}${usage ? ' (see --help)' : ''}\n`);
+    process.stderr.write(`${PROGRAM}: ${text}${hint}\n`);
     if (process.env.SHORT_LVLM_DEBUG) process.stderr.write(`${e.stack}\n`);
     process.exit(usage ? 2 : 1);
   },

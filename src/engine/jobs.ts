@@ -1,113 +1,150 @@
 // The engine's entry points, shared by the CLI and the extension's engine process: each job
-// takes plain JSON-able arguments and reports progress through hooks.
+// takes plain JSON-able arguments (the EngineApi of src/protocol) and reports progress
+// through hooks. Every check that can fail on the user's input runs before calibration.
 
 import * as fs from 'fs';
 import * as path from 'path';
-import { benchModels, ModelBench } from './bench/evaluate';
+import { toBenchmarkReport, attachBenchmark } from './bench/attach';
+import { benchModels } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
+import { discoverLayers } from './graph/layers';
 import { CalibrationSession } from './method/calibrate';
-import { Device } from './runtime/device';
-import { Execution } from './runtime/execution';
 import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
-import { openPackage } from './package/modelPackage';
+import { checkOutputLocation } from './outputLocation';
+import { checkLayerIndices } from './graph/surgery';
+import { OnnxFile } from './onnx/onnxFile';
+import { checkPackageConsistency } from './package/consistency';
+import { checkLoadsInRuntime } from './runtime/loadCheck';
+import { ModelPackage, openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
-import { PruneOptions, Recipe } from '../protocol/report';
+import type { BenchArgs, BenchOutcome, PruneArgs, PruneSummary } from '../protocol/engineApi';
+import { outputName, outputTag, recipeTag, REPORT_FILE } from '../protocol/files';
+import { checkAgainstModel } from '../protocol/options';
+import { PruneOptions, Recipe, RECIPE_FORMAT } from '../protocol/report';
 
-export interface PruneArgs {
-  model: string;
-  calib?: string;
-  out?: string;
-  overwrite?: boolean;
-  recipe?: string;
-  threads?: number;
-  /** Whole instrumented graph, layer-wise, or chosen from the decoder size and free memory. */
-  execution?: Execution;
-  /** onnxruntime execution provider (default cpu). */
-  device?: Device;
-  options: Partial<PruneOptions>;
-}
-
-export interface PruneSummary {
-  out: string;
-  removed: number[];
-  ratio: number;
-  numLayers: number;
-  method: string;
-  scp: boolean;
-  report?: string;
-  seconds: number;
-}
+export type { BenchArgs, BenchOutcome, PruneArgs, PruneSummary };
 
 export function defaultOutDir(root: string, tag: string): string {
-  return path.join(path.dirname(root), `${path.basename(root)}-short-lvlm-${tag}`);
+  return path.join(path.dirname(root), outputName(path.basename(root), tag));
+}
+
+/** Decoder layers as the graph has them (the config may disagree; the graph is what is pruned). */
+function graphLayerCount(pkg: ModelPackage): number {
+  const f = OnnxFile.open(pkg.decoder);
+  try {
+    return discoverLayers(f.graph).layers.length;
+  } finally {
+    f.close();
+  }
+}
+
+/** A recipe file, with errors that name it. */
+export function readRecipe(file: string): Recipe {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`recipe ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a recipe.json' : (e as Error).message}`);
+  }
+  let r: Recipe;
+  try {
+    r = JSON.parse(text) as Recipe;
+  } catch (e) {
+    throw new Error(`recipe ${file} is not valid JSON (${(e as Error).message})`);
+  }
+  if (!r || typeof r !== 'object' || r.format !== RECIPE_FORMAT) throw new Error(`recipe ${file} is not a Short-LVLM recipe (format should be "${RECIPE_FORMAT}")`);
+  const ints = (a: unknown) => Array.isArray(a) && a.every((x) => Number.isSafeInteger(x) && x >= 0);
+  if (!ints(r.removed) || !Array.isArray(r.compensation) || !r.model || typeof r.model.bytes !== 'number') {
+    throw new Error(`recipe ${file} is incomplete or damaged (removed, compensation and model are required)`);
+  }
+  return r;
+}
+
+/**
+ * The decoder is read and validated (shapes, data, topology, config against graph) and its
+ * weightless graph loaded by onnxruntime before any calibration or output: a broken package
+ * is refused up front instead of being passed on.
+ */
+async function checkDecoder(pkg: ModelPackage): Promise<void> {
+  const file = OnnxFile.open(pkg.decoder);
+  try {
+    checkPackageConsistency(pkg, file);
+    await checkLoadsInRuntime(file.model, pkg.decoder);
+  } finally {
+    file.close();
+  }
 }
 
 export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
   const started = Date.now();
   const pkg = openPackage(a.model);
+  await checkDecoder(pkg);
+  const summary = (outDir: string, removed: number[], numLayers: number, method: string, scp: boolean, report?: string): PruneSummary => ({
+    out: outDir,
+    removed,
+    ratio: removed.length / (numLayers + removed.length),
+    numLayers,
+    method,
+    scp,
+    report,
+    seconds: (Date.now() - started) / 1000,
+  });
   if (a.recipe) {
-    const recipe = JSON.parse(fs.readFileSync(a.recipe, 'utf8')) as Recipe;
-    const out = a.out ?? defaultOutDir(pkg.root, `recipe-l${recipe.removed.join('-')}`);
-    const r = applyRecipe(pkg, recipe, { outDir: out, overwrite: a.overwrite });
-    const L = r.numLayers + r.removed.length;
-    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'recipe', scp: recipe.compensation.length > 0, seconds: (Date.now() - started) / 1000 };
+    const recipe = readRecipe(a.recipe);
+    const r = applyRecipe(pkg, recipe, { outDir: a.out ?? defaultOutDir(pkg.root, recipeTag(recipe.removed)), overwrite: a.overwrite });
+    return summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0);
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
+  // Every choice checked against the model before any calibration or output (the API takes
+  // JSON: a layer list must be safe integers before anything is sized by it).
+  const numLayers = graphLayerCount(pkg);
+  if (o.layers !== undefined && !Array.isArray(o.layers)) throw new Error('the layers to remove must be a list of layer indices');
+  checkAgainstModel(o, numLayers);
+  if (o.layers !== undefined) checkLayerIndices(o.layers, numLayers);
+  const out = a.out ?? defaultOutDir(pkg.root, outputTag(o));
+  if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
+  checkOutputLocation(out);
   if (o.method === 'manual' && !o.scp && !a.calib) {
     // An explicit choice without compensation needs no calibration at all (with --calib, the
     // calibrated path below still writes a report explaining the hand-made choice).
-    const out = a.out ?? defaultOutDir(pkg.root, `l${o.layers!.join('-')}`);
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
-    const L = r.numLayers + r.removed.length;
-    return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'manual', scp: false, seconds: (Date.now() - started) / 1000 };
+    return summary(r.outDir, r.removed, r.numLayers, 'manual', false);
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const samples = loadCalibration(a.calib, o.samples);
-  const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
-  const out = a.out ?? defaultOutDir(pkg.root, tag);
-  if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
   const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
   hooks.log?.(`decoder execution: ${cs.execution.reason}`);
   // Beside the output folder, so re-running the same command resumes a killed calibration.
   const checkpoint = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.calibration.json`);
   try {
     const timings: Record<string, number> = {};
-    let t = Date.now();
+    const t = Date.now();
     const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
-    t = Date.now();
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
     fs.rmSync(checkpoint, { force: true });
-    return {
-      out: res.outDir,
-      removed: res.report.removed,
-      ratio: res.report.removed.length / res.report.model.numLayers,
-      numLayers: res.report.output.numLayers,
-      method: o.method,
-      scp: o.scp,
-      report: path.join(res.outDir, 'short-lvlm-report.json'),
-      seconds: (Date.now() - started) / 1000,
-    };
+    return summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, o.scp, path.join(res.outDir, REPORT_FILE));
   } finally {
     await cs.dispose();
   }
 }
 
-export interface BenchArgs {
-  models: string[];
-  eval: string;
-  samples?: number;
-  threads?: number;
-  device?: Device;
-}
-
-export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<ModelBench[]> {
+/**
+ * Benchmarks the models side by side (the first is the reference) and, unless `save` is
+ * false, stores the comparison in the report of every benchmarked package that has one.
+ */
+export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<BenchOutcome> {
   const items = loadEval(a.eval, a.samples);
-  return benchModels(a.models, items, {
+  const measured = await benchModels(a.models, items, {
     threads: a.threads,
     device: a.device,
     checkCancelled: hooks.checkCancelled,
     onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
   });
+  const benchmark = toBenchmarkReport(measured, path.resolve(a.eval));
+  hooks.checkCancelled?.();
+  const reports = a.save === false ? [] : attachBenchmark(a.models, benchmark, (file, e) => hooks.log?.(`could not add the benchmark to ${file}: ${e.message}`));
+  return { benchmark, reports };
 }

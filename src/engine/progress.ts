@@ -1,6 +1,7 @@
 // Progress on stderr: a redrawn bar on a terminal, a line every 10 % otherwise (logs, CI).
 
-import { Progress } from './method/calibrate';
+import type { Progress } from '../protocol/engineApi';
+import { formatEta } from '../protocol/format';
 
 export function stderrProgress(quiet = false): (p: Progress) => void {
   const tty = process.stderr.isTTY;
@@ -9,7 +10,7 @@ export function stderrProgress(quiet = false): (p: Progress) => void {
   return (p) => {
     if (quiet) return;
     const frac = p.total ? p.done / p.total : 1;
-    const eta = p.etaSeconds !== undefined && p.done < p.total ? ` ETA ${formatSeconds(p.etaSeconds)}` : '';
+    const eta = p.etaSeconds !== undefined && p.done < p.total ? ` ETA ${formatEta(p.etaSeconds)}` : '';
     if (tty) {
       const width = 28;
       const filled = Math.round(frac * width);
@@ -24,10 +25,4 @@ export function stderrProgress(quiet = false): (p: Progress) => void {
       process.stderr.write(`${p.stage} ${p.done}/${p.total}${eta}\n`);
     }
   };
-}
-
-export function formatSeconds(s: number): string {
-  if (s < 60) return `${Math.round(s)}s`;
-  const m = Math.floor(s / 60);
-  return `${m}m${String(Math.round(s - m * 60)).padStart(2, '0')}s`;
 }

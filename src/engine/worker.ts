@@ -1,10 +1,15 @@
 // The engine process: forked by the extension host (ELECTRON_RUN_AS_NODE=1), it runs one job
-// at a time and answers over IPC. A cancel makes the running job throw at its next check;
-// the job's own cleanup (temporary folder removal) runs before the error is reported.
+// at a time and answers over IPC. Each job is a method of the protocol's EngineApi, so its
+// result has the type the host expects. A cancel makes the running job throw at its next
+// check; the job's own cleanup (temporary folder removal) runs before the error is reported.
 
 import { inspectModel } from './commands/inspect';
+import { describeError } from '../protocol/errorText';
 import { benchJob, pruneJob } from './jobs';
-import { EngineEvent, EngineRequest } from '../protocol/messages';
+import type { JobHooks } from './method/shortLvlm';
+import { installExitCleanup, sweepStaleScratch } from './scratch';
+import type { EngineEvent, EngineRequest, JobHandlers, JobRequest } from '../protocol/messages';
+import { OptionError } from '../protocol/options';
 
 class Cancelled extends Error {
   constructor() {
@@ -13,27 +18,31 @@ class Cancelled extends Error {
 }
 
 const cancelled = new Set<number>();
+const running = new Set<number>();
 
 function send(e: EngineEvent): void {
   if (process.connected) process.send?.(e);
 }
 
-async function handle(req: Exclude<EngineRequest, { type: 'cancel' }>): Promise<unknown> {
-  const hooks = {
+function handlers(id: number): JobHandlers {
+  const hooks: JobHooks = {
     checkCancelled: () => {
-      if (cancelled.has(req.id)) throw new Cancelled();
+      if (cancelled.has(id)) throw new Cancelled();
     },
-    onProgress: (p: { stage: string; done: number; total: number; etaSeconds?: number }) => send({ type: 'progress', id: req.id, ...p }),
-    log: (line: string) => send({ type: 'log', id: req.id, line }),
+    onProgress: (p) => send({ type: 'progress', id, ...p }),
+    log: (line) => send({ type: 'log', id, line }),
   };
-  switch (req.type) {
-    case 'inspect':
-      return inspectModel(req.model);
-    case 'prune':
-      return pruneJob({ model: req.model, calib: req.calib, out: req.out, overwrite: req.overwrite, threads: req.threads, execution: req.execution, device: req.device, options: req.options }, hooks);
-    case 'bench':
-      return (await benchJob({ models: req.models, eval: req.eval, samples: req.samples, threads: req.threads, device: req.device }, hooks)).map((r) => ({ ...r, answers: undefined }));
-  }
+  return {
+    inspect: (a) => inspectModel(a.model),
+    prune: (a) => pruneJob(a, hooks),
+    bench: (a) => benchJob(a, hooks),
+  };
+}
+
+function run(req: JobRequest): Promise<unknown> | unknown {
+  const { type, id, ...args } = req;
+  // The request's type names the handler whose argument type its fields have (JobRequest<K>).
+  return (handlers(id)[type] as (a: typeof args) => unknown)(args);
 }
 
 let queue = Promise.resolve();
@@ -46,11 +55,12 @@ process.on('message', (req: EngineRequest) => {
   queue = queue.then(async () => {
     running.add(req.id);
     try {
-      const result = await handle(req);
+      const result = (await run(req)) as Extract<EngineEvent, { type: 'result' }>['result'];
       send({ type: 'result', id: req.id, result });
     } catch (e) {
       const err = e as Error;
-      send({ type: 'error', id: req.id, message: err.message, stack: err.stack, cancelled: err instanceof Cancelled });
+      const option = err instanceof OptionError ? { option: err.option, detail: err.detail } : {};
+      send({ type: 'error', id: req.id, message: describeError(err), stack: err.stack, cancelled: err instanceof Cancelled, ...option });
     } finally {
       running.delete(req.id);
       cancelled.delete(req.id);
@@ -60,10 +70,12 @@ process.on('message', (req: EngineRequest) => {
 
 // The host went away (window closed, extension host restarted): cancel the running job so
 // that it removes its temporary folder, then exit; give up after a few seconds.
-const running = new Set<number>();
 process.on('disconnect', () => {
   for (const id of running) cancelled.add(id);
   setTimeout(() => process.exit(0), 5000).unref();
   queue.finally(() => process.exit(0));
 });
+// Temporary folders go away on every exit; those of an engine that was killed are swept now.
+installExitCleanup();
+sweepStaleScratch();
 send({ type: 'ready', pid: process.pid });

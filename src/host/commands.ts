@@ -5,19 +5,20 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { PanelKind } from '../protocol/messages';
+import { describeError } from '../protocol/errorText';
+import { isOutputName, outputTag, REPORT_FILE } from '../protocol/files';
+import { PANEL_KINDS, PANEL_TITLES, PanelKind, REPORT_VIEW_TYPE } from '../protocol/messages';
+import { DEFAULT_PRUNE_OPTIONS, RATIO_RANGE } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 import { LayersView } from './layersView';
 import { log, showError } from './log';
-import { PANEL_KINDS, PANEL_TITLES, Panels, readReport } from './panels';
-import { REPORT_VIEW_TYPE } from './reportEditor';
+import { Panels, readReport } from './panels';
 import { InspectResult, RunManager, RunRecord } from './runManager';
 import * as settings from './settings';
 
 const LAST_RATIO = 'shortLvlm.lastRatio';
 const LAST_CALIB = 'shortLvlm.lastCalibration';
 const LAST_EVAL = 'shortLvlm.lastEvaluation';
-const REPORT_FILE = 'short-lvlm-report.json';
 const BROWSE = '$(folder-opened) Browse...';
 
 export class Commands {
@@ -35,7 +36,7 @@ export class Commands {
           await fn.apply(this, a);
         } catch (e) {
           log().error(`${id}: ${(e as Error).stack ?? e}`);
-          void showError(`Short-LVLM: ${(e as Error).message}`);
+          void showError(`Short-LVLM: ${describeError(e)}`);
         }
       });
     return [
@@ -107,8 +108,8 @@ export class Commands {
   }
 
   private async runPrune(target: string, model: InspectResult, calib: string | undefined, options: Partial<PruneOptions>): Promise<void> {
-    const out = uniqueFolder(settings.outputFolder(model.root, settings.runTag(options)));
-    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, ...settings.runtime() });
+    const out = uniqueFolder(settings.outputFolder(model.root, outputTag({ ...DEFAULT_PRUNE_OPTIONS, ...options })));
+    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, run: settings.runOptionsFromSettings() });
     if (!rec) return;
     if (rec.report) this.showReportInLayers(rec.report);
     const msg = `Short-LVLM: pruned ${path.basename(model.root)} — removed layers ${rec.removed.join(', ')} (${rec.numLayers} of ${model.numLayers} remain) → ${path.basename(rec.out)}`;
@@ -124,7 +125,7 @@ export class Commands {
       return await this.runs.inspect(target);
     } catch (e) {
       log().error(`inspect ${target}: ${(e as Error).message}`);
-      void showError(`Short-LVLM: ${path.basename(target)} is not a model package the engine can prune: ${(e as Error).message}`);
+      void showError(`Short-LVLM: ${path.basename(target)} is not a model package the engine can prune: ${describeError(e)}`);
       return undefined;
     }
   }
@@ -134,7 +135,7 @@ export class Commands {
     const roots = new Map<string, string>();
     for (const f of found) {
       const root = modelRootOf(f.fsPath);
-      if (root && !roots.has(root) && !path.basename(root).includes('-short-lvlm-')) roots.set(root, f.fsPath);
+      if (root && !roots.has(root) && !isOutputName(path.basename(root))) roots.set(root, f.fsPath);
     }
     const items: vscode.QuickPickItem[] = [...roots.keys()].map((r) => ({ label: path.basename(r), description: vscode.workspace.asRelativePath(r), detail: r }));
     items.push({ label: BROWSE });
@@ -147,7 +148,7 @@ export class Commands {
 
   private async pickRatio(numLayers: number): Promise<number | undefined> {
     const last = this.ctx.globalState.get<number>(LAST_RATIO);
-    const dflt = settings.config().get<number>('ratio', 0.3);
+    const dflt = settings.config().get<number>('ratio', DEFAULT_PRUNE_OPTIONS.ratio);
     const values = [...new Set([last ?? dflt, dflt, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5])];
     type Item = vscode.QuickPickItem & { ratio?: number };
     const items: Item[] = values.map((r) => ({
@@ -159,11 +160,12 @@ export class Commands {
     const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: pruning ratio (1/2)', placeHolder: 'Fraction of decoder layers to remove', ignoreFocusOut: true });
     if (!pick) return undefined;
     if (pick.ratio !== undefined) return pick.ratio;
+    const { min, max } = RATIO_RANGE;
     const s = await vscode.window.showInputBox({
       title: 'Short-LVLM: pruning ratio',
-      prompt: `Fraction of the ${numLayers} decoder layers to remove, in (0, 0.5]`,
+      prompt: `Fraction of the ${numLayers} decoder layers to remove, in (${min}, ${max}]`,
       value: String(last ?? dflt),
-      validateInput: (v) => (Number(v) > 0 && Number(v) <= 0.5 ? undefined : 'a number in (0, 0.5]'),
+      validateInput: (v) => (Number(v) > min && Number(v) <= max ? undefined : `a number in (${min}, ${max}]`),
       ignoreFocusOut: true,
     });
     return s === undefined ? undefined : Number(s);
@@ -240,7 +242,7 @@ export class Commands {
     const evalFile = await this.pickData('evaluation', ref, LAST_EVAL, 'evaluationData', '**/*eval*.jsonl', 'data/tiny-vqa/eval.jsonl');
     if (!evalFile) return;
     await this.ctx.globalState.update(LAST_EVAL, evalFile);
-    const res = await this.runs.bench(models, evalFile, settings.benchSamples(), settings.runtime());
+    const res = await this.runs.bench(models, evalFile, settings.benchSamples(), settings.runOptionsFromSettings());
     if (!res) return;
     for (const r of res.benchmark.rows) log().info(`bench ${r.label}: accuracy ${(r.accuracy * 100).toFixed(1)} %, ${r.samplesPerSecond.toFixed(2)} samples/s`);
     for (const f of res.reports) this.panels.refresh(f);
@@ -287,7 +289,8 @@ export class Commands {
     if (!kind) {
       const pick = await vscode.window.showQuickPick(
         PANEL_KINDS.map((k) => ({ label: PANEL_TITLES[k], panel: k })),
-        { title: `Short-LVLM: panel for ${path.basename(path.dirname(reportPath))}` },
+        // Kept open when focus moves (a notification, a webview taking focus on a busy machine).
+        { title: `Short-LVLM: panel for ${path.basename(path.dirname(reportPath))}`, ignoreFocusOut: true },
       );
       kind = pick?.panel;
     }

@@ -5,18 +5,12 @@
 
 import { ChildProcess, fork } from 'child_process';
 import type * as vscode from 'vscode';
+import type { JobArgs, JobResult, JobType, Progress } from '../protocol/engineApi';
 import type { EngineEvent, EngineRequest } from '../protocol/messages';
 
-export type EngineJob = Exclude<EngineRequest, { type: 'cancel' }>;
-type JobBody<T> = T extends EngineJob ? Omit<T, 'id'> : never;
-export type JobRequest = JobBody<EngineJob>;
-
-export interface Progress {
-  stage: string;
-  done: number;
-  total: number;
-  etaSeconds?: number;
-}
+/** A job as the host asks for it: the request without its id (the client assigns one). K follows from `type`. */
+export type Job<K extends JobType> = { type: K } & JobArgs<K>;
+export type { Progress };
 
 export interface RequestHooks {
   onProgress?: (p: Progress) => void;
@@ -27,7 +21,7 @@ export interface RequestHooks {
 export class EngineError extends Error {
   constructor(
     message: string,
-    readonly details: { cancelled?: boolean; crashed?: boolean; stack?: string } = {},
+    readonly details: { cancelled?: boolean; crashed?: boolean; stack?: string; option?: string; detail?: string } = {},
   ) {
     super(message);
   }
@@ -62,9 +56,10 @@ export class EngineClient implements vscode.Disposable {
     return this.proc?.pid;
   }
 
-  request<T>(job: JobRequest, hooks: RequestHooks = {}): Handle<T> {
+  /** Starts a job; its result has the type the EngineApi declares for the job's type. */
+  request<K extends JobType>(job: Job<K>, hooks: RequestHooks = {}): Handle<JobResult<K>> {
     const id = this.nextId++;
-    const result = new Promise<T>((resolve, reject) => {
+    const result = new Promise<JobResult<K>>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, hooks });
       try {
         this.ensure().send({ ...job, id } as EngineRequest);
@@ -169,7 +164,7 @@ export class EngineClient implements vscode.Disposable {
         clearTimeout(p.cancelTimer);
         this.pending.delete(e.id);
         if (!e.cancelled && e.stack) this.out.error(`[job ${e.id}] ${e.stack}`);
-        p.reject(new EngineError(e.cancelled ? 'cancelled' : e.message, { cancelled: e.cancelled, stack: e.stack }));
+        p.reject(new EngineError(e.cancelled ? 'cancelled' : e.message, { cancelled: e.cancelled, stack: e.stack, option: e.option, detail: e.detail }));
         return;
     }
   }

@@ -10,8 +10,8 @@ export function log(): vscode.LogOutputChannel {
   return channel;
 }
 
-/** An error notification whose "Show Log" button reveals the channel with the details. */
+/** An error notification (one line; the details are in the log) whose "Show Log" button reveals the channel. */
 export async function showError(message: string): Promise<void> {
-  const pick = await vscode.window.showErrorMessage(message, 'Show Log');
+  const pick = await vscode.window.showErrorMessage(message.split('\n')[0], 'Show Log');
   if (pick === 'Show Log') log().show(true);
 }

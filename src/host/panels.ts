@@ -7,19 +7,11 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { HostToWebview, PanelKind, WebviewToHost } from '../protocol/messages';
+import { describeError } from '../protocol/errorText';
+import { HostToWebview, PANEL_KINDS, PANEL_TITLES, PanelKind, panelViewType as viewType, WebviewToHost } from '../protocol/messages';
 import type { Report } from '../protocol/report';
-import { log } from './log';
+import { log, showError } from './log';
 import { webviewHtml } from './webviewHtml';
-
-export const PANEL_KINDS: PanelKind[] = ['redundancy', 'tokens', 'gap', 'benchmark'];
-export const PANEL_TITLES: Record<PanelKind, string> = {
-  redundancy: 'Layer Redundancy',
-  tokens: 'Token Importance',
-  gap: 'Compensation Gap',
-  benchmark: 'Benchmark',
-};
-export const viewType = (kind: PanelKind) => `shortLvlm.panel.${kind}`;
 const stateKey = (kind: PanelKind) => `shortLvlm.panelReport.${kind}`;
 
 const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.gif': 'image/gif', '.webp': 'image/webp', '.bmp': 'image/bmp' };
@@ -41,18 +33,6 @@ export function resolveSampleImage(report: Report, reportPath: string, sample: n
 export function imageDataUri(file: string): string {
   const mime = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
   return `data:${mime};base64,${fs.readFileSync(file).toString('base64')}`;
-}
-
-function themeKind(): 'light' | 'dark' | 'high-contrast' {
-  switch (vscode.window.activeColorTheme.kind) {
-    case vscode.ColorThemeKind.Light:
-    case vscode.ColorThemeKind.HighContrastLight:
-      return 'light';
-    case vscode.ColorThemeKind.HighContrast:
-      return 'high-contrast';
-    default:
-      return 'dark';
-  }
 }
 
 export interface PanelHost {
@@ -85,10 +65,10 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
     if (!ready) return;
     try {
       const report = readReport(reportPath);
-      post({ type: 'show', panel: kind, report, benchmark: report.benchmark, theme: themeKind() });
+      post({ type: 'show', panel: kind, report, benchmark: report.benchmark });
     } catch (e) {
       log().error(`cannot read report ${reportPath}: ${(e as Error).message}`);
-      void vscode.window.showErrorMessage(`Short-LVLM: cannot read ${reportPath}: ${(e as Error).message}`);
+      void showError(`Short-LVLM: cannot read ${reportPath}: ${describeError(e)}`);
     }
   };
   disposables.push(
@@ -116,7 +96,6 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
           return;
       }
     }),
-    vscode.window.onDidChangeActiveColorTheme(() => show()),
   );
   return show;
 }

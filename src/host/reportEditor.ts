@@ -1,11 +1,11 @@
-// Custom editor for short-lvlm-report.json: opening the file shows the report's overview (the
+// Custom editor for the report file (REPORT_FILE): opening the file shows the report's overview (the
 // redundancy panel, whose buttons open the other panels) instead of raw JSON. Read-only: the
 // report is the engine's output, edits belong in a new run.
 
 import * as vscode from 'vscode';
+import { REPORT_FILE } from '../protocol/files';
+import { REPORT_VIEW_TYPE } from '../protocol/messages';
 import { bindWebview, PanelHost } from './panels';
-
-export const REPORT_VIEW_TYPE = 'shortLvlm.report';
 
 export class ReportEditorProvider implements vscode.CustomReadonlyEditorProvider {
   constructor(
@@ -30,7 +30,7 @@ export class ReportEditorProvider implements vscode.CustomReadonlyEditorProvider
     const disposables: vscode.Disposable[] = [];
     const refresh = bindWebview(this.ctx, panel.webview, 'redundancy', reportPath, this.host, disposables);
     // Follow rewrites of the file (a benchmark adds its results to the report).
-    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.joinPath(document.uri, '..'), 'short-lvlm-report.json'));
+    const watcher = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.joinPath(document.uri, '..'), REPORT_FILE));
     disposables.push(watcher, watcher.onDidChange(() => refresh()), watcher.onDidCreate(() => refresh()));
     disposables.push(panel.onDidChangeViewState((e) => e.webviewPanel.active && this.onShow(reportPath)));
     panel.onDidDispose(() => disposables.forEach((d) => d.dispose()));

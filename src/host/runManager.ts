@@ -3,18 +3,14 @@
 // process killed by the EngineClient, and then the engine never reached its own cleanup, so
 // the `.NAME.partial-*` folder it was writing is removed here.
 
-import type { RuntimeSettings } from './settings';
-import { attachBenchmark } from '../engine/bench/attach';
-import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { PruneSummary } from '../engine/jobs';
-import type { BenchmarkReport, PruneOptions, Report } from '../protocol/report';
-import { EngineClient, EngineError, Handle, JobRequest } from './engineClient';
+import type { BenchOutcome, InspectReport, JobResult, JobType, RunOptions } from '../protocol/engineApi';
+import { OptionSpec, PRUNE_OPTION_SPECS, RUN_OPTION_SPECS } from '../protocol/options';
+import type { PruneOptions } from '../protocol/report';
+import { EngineClient, EngineError, Handle, Job } from './engineClient';
 import { log, showError } from './log';
-import { BenchResult, progressText, removePartials, toBenchmarkReport } from './runHelpers';
-
-export type { BenchResult } from './runHelpers';
+import { progressText, removePartials } from './runHelpers';
 
 export interface RunRecord {
   model: string;
@@ -29,11 +25,8 @@ export interface RunRecord {
   seconds: number;
 }
 
-export interface InspectResult {
-  root: string;
-  numLayers: number;
-  decoder: string;
-}
+/** What the prune flow needs of a model; the engine's inspect answers more. */
+export type InspectResult = Pick<InspectReport, 'root' | 'numLayers' | 'decoder'>;
 
 const HISTORY_KEY = 'shortLvlm.runs';
 const HISTORY_MAX = 50;
@@ -77,21 +70,21 @@ export class RunManager implements vscode.Disposable {
   }
 
   /** A quick request without a notification (inspect). */
-  async inspect(model: string): Promise<InspectResult> {
-    return this.engine.request<InspectResult>({ type: 'inspect', model }).result;
+  async inspect(model: string): Promise<InspectReport> {
+    return this.engine.request({ type: 'inspect', model }).result;
   }
 
-  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions> } & RuntimeSettings): Promise<RunRecord | undefined> {
+  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; run?: RunOptions }): Promise<RunRecord | undefined> {
     const title = `Short-LVLM: pruning ${path.basename(args.modelRoot)}`;
-    log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'} device=${args.device ?? 'cpu'} execution=${args.execution ?? 'auto'}`);
-    const summary = await this.run<PruneSummary>(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, threads: args.threads, device: args.device, execution: args.execution, options: args.options }, () =>
+    log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'}`);
+    const summary = await this.run(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, ...args.run, options: args.options }, () =>
       removePartials(args.out),
     );
     if (!summary) return undefined;
     const rec: RunRecord = {
       model: args.modelRoot,
       out: summary.out,
-      report: summary.report ?? (fs.existsSync(path.join(summary.out, 'short-lvlm-report.json')) ? path.join(summary.out, 'short-lvlm-report.json') : undefined),
+      report: summary.report,
       method: summary.method,
       ratio: summary.ratio,
       scp: summary.scp,
@@ -108,19 +101,15 @@ export class RunManager implements vscode.Disposable {
   }
 
   /**
-   * Benchmarks the models side by side (the first is the reference) and writes the result
-   * into every benchmarked package that has a report. Returns the report paths updated.
+   * Benchmarks the models side by side (the first is the reference); the engine stores the
+   * result in every benchmarked package that has a report and says which.
    */
-  async bench(models: string[], evalFile: string, samples?: number, runtime: RuntimeSettings = {}): Promise<{ benchmark: BenchmarkReport; reports: string[] } | undefined> {
+  async bench(models: string[], evalFile: string, samples?: number, run: RunOptions = {}): Promise<BenchOutcome | undefined> {
     log().info(`bench ${models.join(', ')} on ${evalFile}${samples ? ` (${samples} samples)` : ''}`);
-    const results = await this.run<BenchResult[]>(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, threads: runtime.threads, device: runtime.device });
-    if (!results) return undefined;
-    const benchmark = toBenchmarkReport(results, evalFile);
-    const reports = attachBenchmark(models, benchmark, (file, e) => log().error(`could not add the benchmark to ${file}: ${e.message}`));
-    return { benchmark, reports };
+    return this.run(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, ...run, save: true });
   }
 
-  private async run<T>(title: string, job: JobRequest, onAbort?: () => string[]): Promise<T | undefined> {
+  private async run<K extends JobType>(title: string, job: Job<K>, onAbort?: () => string[]): Promise<JobResult<K> | undefined> {
     if (this.current) {
       void vscode.window.showWarningMessage(`Short-LVLM is already running: ${this.current.title}. Cancel it first (Short-LVLM: Cancel Run).`);
       return undefined;
@@ -128,7 +117,7 @@ export class RunManager implements vscode.Disposable {
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
       let lastStage = '';
       let lastFrac = 0;
-      const handle = this.engine.request<T>(job, {
+      const handle = this.engine.request(job, {
         onProgress: (p) => {
           if (p.stage !== lastStage) {
             log().info(`stage ${p.stage} (${p.total})`);
@@ -157,8 +146,9 @@ export class RunManager implements vscode.Disposable {
           void vscode.window.showInformationMessage(`${title.replace('Short-LVLM: ', 'Short-LVLM: ')} — cancelled.`);
           return undefined;
         }
-        log().error(`${title} failed: ${err.message}`);
-        void showError(`${title} failed: ${err.message}`);
+        const message = err.details?.option ? `${settingName(err.details.option)}: ${err.details.detail}` : err.message;
+        log().error(`${title} failed: ${message}`);
+        void showError(`${title} failed: ${message}`);
         return undefined;
       } finally {
         sub.dispose();
@@ -173,4 +163,10 @@ export class RunManager implements vscode.Disposable {
     this.changed.dispose();
     this.running.dispose();
   }
+}
+
+/** The setting behind an engine option (`candidates` -> `shortLvlm.candidates`), for error messages. */
+function settingName(option: string): string {
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[option];
+  return spec?.setting ? `setting shortLvlm.${spec.setting}` : option;
 }

@@ -1,57 +1,27 @@
-// Reads the shortLvlm.* settings into the engine's option shapes. Every engine option has a
-// setting; 0 / "" mean "let the engine decide" and are simply left out of the request.
+// Reads the shortLvlm.* settings into the engine's option shapes, through the option table of
+// src/protocol/options.ts; 0 / "" mean "let the engine decide" and are left out of the request.
 
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { FeatureMode, Method, PruneOptions, ScpTarget } from '../protocol/report';
+import { outputName } from '../protocol/files';
+import type { RunOptions } from '../protocol/engineApi';
+import { optionsFromSettings, PRUNE_OPTION_SPECS, RUN_OPTION_SPECS } from '../protocol/options';
+import type { PruneOptions } from '../protocol/report';
 
 export function config(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration('shortLvlm');
 }
 
-/** Parses "8-15" into an inclusive range; "" means the engine's default (last half). */
-export function parseCandidates(s: string): [number, number] | undefined {
-  const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(s);
-  if (!s.trim()) return undefined;
-  if (!m) throw new Error(`shortLvlm.candidates must be a range like 8-15, got "${s}"`);
-  return [Number(m[1]), Number(m[2])];
-}
-
+/** The pruning options from the shortLvlm.* settings (checked as the CLI checks its flags). */
 export function pruneOptionsFromSettings(): Partial<PruneOptions> {
   const c = config();
-  const o: Partial<PruneOptions> = {
-    ratio: c.get<number>('ratio', 0.3),
-    method: c.get<Method>('method', 'svl'),
-    scp: c.get<boolean>('scp', true),
-    scpTarget: c.get<ScpTarget>('scpTarget', 'down_proj'),
-    topP: c.get<number>('topP', 0.1),
-    keepMode: c.get<'count' | 'nucleus'>('keepMode', 'count'),
-    features: c.get<FeatureMode>('features', 'kept'),
-  };
-  const rank = c.get<number>('rank', 0);
-  if (rank > 0) o.rank = rank;
-  const cand = parseCandidates(c.get<string>('candidates', ''));
-  if (cand) o.candidates = cand;
-  const samples = c.get<number>('samples', 0);
-  if (samples > 0) o.samples = samples;
-  return o;
+  return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.');
 }
 
-export function threads(): number | undefined {
-  const t = config().get<number>('threads', 0);
-  return t > 0 ? t : undefined;
-}
-
-export interface RuntimeSettings {
-  threads?: number;
-  device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
-  execution?: 'auto' | 'whole' | 'layerwise';
-}
-
-/** How the engine runs models: threads, execution provider, whole-graph or layer-wise decoder. */
-export function runtime(): RuntimeSettings {
+/** How jobs run (threads, ...) from the settings, through the protocol's run-option table. */
+export function runOptionsFromSettings(): RunOptions {
   const c = config();
-  return { threads: threads(), device: c.get<RuntimeSettings['device']>('device', 'cpu'), execution: c.get<RuntimeSettings['execution']>('execution', 'auto') };
+  return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.', RUN_OPTION_SPECS, {}) as RunOptions;
 }
 
 export function benchSamples(): number | undefined {
@@ -69,19 +39,14 @@ export function pathSetting(key: string): string | undefined {
   return p;
 }
 
-/** Tag naming an output folder the way the CLI does: svl-r0.3, cosine-r0.2-noscp, l3-5. */
-export function runTag(o: Partial<PruneOptions>): string {
-  if (o.layers?.length) return `l${o.layers.join('-')}${o.scp ? '-scp' : ''}`;
-  return `${o.method ?? 'svl'}-r${o.ratio ?? 0.3}${o.scp === false ? '-noscp' : ''}`;
-}
-
 /**
  * Output folder from shortLvlm.outputFolder. Variables: ${modelDir} (the model package
  * folder), ${modelName}, ${tag}, ${timestamp}, ${workspaceFolder}. Relative results are
  * taken from the model's parent folder.
  */
 export function outputFolder(modelRoot: string, tag: string, now = new Date()): string {
-  const pattern = config().get<string>('outputFolder', '${modelDir}-short-lvlm-${tag}') || '${modelDir}-short-lvlm-${tag}';
+  const dflt = outputName('${modelDir}', '${tag}');
+  const pattern = config().get<string>('outputFolder', dflt) || dflt;
   const ts = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
   const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? path.dirname(modelRoot);
   const p = pattern
@@ -98,7 +63,8 @@ export function logSettingChanges(out: vscode.LogOutputChannel): vscode.Disposab
   return vscode.workspace.onDidChangeConfiguration((e) => {
     if (!e.affectsConfiguration('shortLvlm')) return;
     const c = config();
-    const keys = ['ratio', 'method', 'scp', 'scpTarget', 'topP', 'keepMode', 'rank', 'features', 'candidates', 'samples', 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'device', 'execution', 'outputFolder'];
+    const optionKeys = Object.values({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }).flatMap((s) => ('setting' in s ? [s.setting] : []));
+    const keys = [...optionKeys, 'calibrationData', 'evaluationData', 'benchmarkSamples', 'outputFolder'];
     out.info(`settings changed: ${keys.filter((k) => e.affectsConfiguration(`shortLvlm.${k}`)).map((k) => `${k}=${JSON.stringify(c.get(k))}`).join(', ')}`);
   });
 }

@@ -7,7 +7,7 @@
 // :focus-visible probe) takes its nonce from <meta property="csp-nonce">. Images only from the
 // extension's resources or data: URIs (calibration images arrive as data URIs from the host).
 
-import type { PanelKind } from '../protocol/messages';
+import { PANEL_KINDS, PanelKind } from '../protocol/messages';
 
 export interface WebviewHtmlOptions {
   /** `webview.cspSource` */
@@ -21,8 +21,6 @@ export interface WebviewHtmlOptions {
   panel: PanelKind;
   title: string;
 }
-
-const PANELS: readonly PanelKind[] = ['redundancy', 'tokens', 'gap', 'benchmark'];
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -42,7 +40,7 @@ export function contentSecurityPolicy(cspSource: string, nonce: string): string 
 
 export function webviewHtml(opts: WebviewHtmlOptions): string {
   if (!/^[A-Za-z0-9+/=_-]{8,}$/.test(opts.nonce)) throw new Error('webviewHtml: nonce must be at least 8 base64/hex characters');
-  if (!PANELS.includes(opts.panel)) throw new Error(`webviewHtml: unknown panel "${opts.panel}"`);
+  if (!PANEL_KINDS.includes(opts.panel)) throw new Error(`webviewHtml: unknown panel "${opts.panel}"`);
   const nonce = opts.nonce;
   const csp = contentSecurityPolicy(opts.cspSource, nonce);
   return `<!DOCTYPE html>

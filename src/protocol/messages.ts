@@ -1,43 +1,64 @@
 // Messages between the extension host, the engine process and the webviews. The engine
 // runs in a child process (onnxruntime's run() blocks its thread); the host talks to it over
-// Node IPC with these JSON messages. Webviews receive a report and render one panel kind.
+// Node IPC with these JSON messages, derived from the EngineApi so that each request's result
+// type follows from its job. Webviews receive a report and render one panel kind.
 
-import type { BenchmarkReport, PruneOptions, Report } from './report';
+import type { EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
+import type { BenchmarkReport, Report } from './report';
 
 // ---------------------------------------------------------------- host -> engine
 
-export type EngineRequest =
-  | { type: 'inspect'; id: number; model: string }
-  | {
-      type: 'prune';
-      id: number;
-      model: string;
-      calib?: string;
-      out?: string;
-      overwrite?: boolean;
-      threads?: number;
-      execution?: 'auto' | 'whole' | 'layerwise';
-      device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
-      options: Partial<PruneOptions>;
-    }
-  | { type: 'bench'; id: number; models: string[]; eval: string; samples?: number; threads?: number; device?: 'cpu' | 'cuda' | 'dml' | 'coreml' }
-  | { type: 'cancel'; id: number };
+/** A job request: its type, an id for the answer, and the job's arguments. */
+export type JobRequest<K extends JobType = JobType> = K extends JobType ? { type: K; id: number } & JobArgs<K> : never;
+
+export type EngineRequest = JobRequest | { type: 'cancel'; id: number };
 
 // ---------------------------------------------------------------- engine -> host
 
 export type EngineEvent =
   | { type: 'ready'; pid: number }
-  | { type: 'progress'; id: number; stage: string; done: number; total: number; etaSeconds?: number }
+  | ({ type: 'progress'; id: number } & Progress)
   | { type: 'log'; id: number; line: string }
-  | { type: 'result'; id: number; result: unknown }
-  | { type: 'error'; id: number; message: string; stack?: string; cancelled?: boolean };
+  | { type: 'result'; id: number; result: JobResult<JobType> }
+  | {
+      type: 'error';
+      id: number;
+      message: string;
+      stack?: string;
+      cancelled?: boolean;
+      /** The PruneOptions field a bad value belongs to, so the host can name its setting. */
+      option?: string;
+      detail?: string;
+    };
+
+/** The engine's side of a job: the API method's result for its request. */
+export type JobHandlers = { [K in JobType]: (a: JobArgs<K>) => Promise<JobResult<K>> | JobResult<K> };
+
+export type { EngineApi };
 
 // ---------------------------------------------------------------- host <-> webview
 
-export type PanelKind = 'redundancy' | 'tokens' | 'gap' | 'benchmark';
+export const PANEL_KINDS = ['redundancy', 'tokens', 'gap', 'benchmark'] as const;
+export type PanelKind = (typeof PANEL_KINDS)[number];
 
+/** Panel titles, the same in the editor tab, the panel's heading and its buttons. */
+export const PANEL_TITLES: Record<PanelKind, string> = {
+  redundancy: 'Layer Redundancy',
+  tokens: 'Token Importance',
+  gap: 'Compensation Gap',
+  benchmark: 'Benchmark',
+};
+
+/** The webview panel's view type (also its activation event in package.json). */
+export const panelViewType = (kind: PanelKind): string => `shortLvlm.panel.${kind}`;
+
+/** The custom editor for report files. */
+export const REPORT_VIEW_TYPE = 'shortLvlm.report';
+
+// The webview follows the theme itself (VS Code swaps its body class and CSS variables), so
+// the host sends the report once per change of report, not per change of theme.
 export type HostToWebview =
-  | { type: 'show'; panel: PanelKind; report: Report; benchmark?: BenchmarkReport; theme?: 'light' | 'dark' | 'high-contrast' }
+  | { type: 'show'; panel: PanelKind; report: Report; benchmark?: BenchmarkReport }
   | { type: 'image'; sample: number; dataUri: string };
 
 export type WebviewToHost =

@@ -1,12 +1,17 @@
-// The report and recipe schemas: written by the engine next to a pruned package, read by the
-// extension host and drawn by the webviews. Plain data, no imports, so all three share it.
+// The report and recipe schemas: written by the engine next to a pruned package (file names
+// in files.ts), read by the extension host and drawn by the webviews. Plain data, so all three
+// share it.
 
 export const REPORT_FORMAT = 'short-lvlm-report/1';
 export const RECIPE_FORMAT = 'short-lvlm-recipe/1';
 
-export type Method = 'svl' | 'cosine' | 'text' | 'visual' | 'random' | 'manual';
-export type ScpTarget = 'down_proj' | 'o_proj' | 'input';
-export type FeatureMode = 'kept' | 'all' | 'last';
+import type { FEATURE_MODES, KEEP_MODES, METHODS, SCP_TARGETS } from './options';
+
+/** A layer-choosing method (options.ts lists them), or `manual` for a hand-made list. */
+export type Method = (typeof METHODS)[number] | 'manual';
+export type ScpTarget = (typeof SCP_TARGETS)[number];
+export type FeatureMode = (typeof FEATURE_MODES)[number];
+export type KeepMode = (typeof KEEP_MODES)[number];
 
 export interface PruneOptions {
   ratio: number;
@@ -14,7 +19,7 @@ export interface PruneOptions {
   scp: boolean;
   scpTarget: ScpTarget;
   topP: number;
-  keepMode: 'count' | 'nucleus';
+  keepMode: KeepMode;
   /** SVD rank; undefined = max(1, round(hidden / 64)). */
   rank?: number;
   features: FeatureMode;
@@ -88,6 +93,7 @@ export interface Report {
   warnings: string[];
 }
 
+/** One benchmarked model; the first row of a comparison is the reference. */
 export interface BenchRow {
   model: string;
   label: string;
@@ -100,6 +106,8 @@ export interface BenchRow {
   samplesPerSecond: number;
   speedup?: number;
   sizeBytes: number;
+  prefillMsMean?: number;
+  decodeMsMean?: number;
 }
 
 export interface BenchmarkReport {
@@ -115,7 +123,8 @@ export interface SweepRow {
   scp: boolean;
   removed: number[];
   accuracy: number;
-  relativeAccuracy: number;
+  /** Against the full model; absent when the full model scores 0. */
+  relativeAccuracy?: number;
   families: Record<string, number>;
   agreement?: number;
   klMean?: number;
@@ -136,4 +145,9 @@ export interface Recipe {
   removed: number[];
   compensation: RecipeCompensation[];
   options: PruneOptions;
+}
+
+/** A model's accuracy relative to the reference's; undefined when the reference scores 0. */
+export function relativeAccuracy(accuracy: number, reference: number): number | undefined {
+  return reference > 0 ? accuracy / reference : undefined;
 }

@@ -47,7 +47,7 @@ test('CLI --device: a missing provider is one line on stderr and exit 1; a bad v
   assert.ok(!fs.existsSync(out));
   const bad = run(['--device', 'gpu']);
   assert.equal(bad.status, 2, bad.stderr);
-  assert.match(bad.stderr, /--device must be one of cpu, cuda, dml, coreml/);
+  assert.match(bad.stderr, /--device: must be one of cpu, cuda, dml, coreml, got "gpu"/);
   const ok = run(['--device', 'cpu', '--execution', 'layerwise']);
   assert.equal(ok.status, 0, ok.stderr);
   assert.ok(fs.existsSync(path.join(out, 'short-lvlm-report.json')));

@@ -9,7 +9,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EngineClient, EngineError } from '../../src/host/engineClient';
-import { formatEta, progressText, removePartials, toBenchmarkReport } from '../../src/host/runHelpers';
+import { toBenchmarkReport } from '../../src/engine/bench/attach';
+import { formatEta } from '../../src/protocol/format';
+import { progressText, removePartials } from '../../src/host/runHelpers';
 
 // The fake engine speaks the real protocol; `options.mode` picks its behaviour.
 const FAKE = `
@@ -46,12 +48,14 @@ function fakeWorker(): string {
 }
 
 const prune = (mode: string) => ({ type: 'prune' as const, model: 'm', options: { mode } as never });
+/** The fake engine answers with its own shape, not a PruneSummary. */
+const fake = <T>(r: unknown) => r as T;
 
 test('a job resolves with its result, with progress and log lines on the way, in a plain Node child', async () => {
   const c = new EngineClient(fakeWorker(), out, 300);
   const progress: string[] = [];
   const logs: string[] = [];
-  const r = await c.request<{ env: string; execArgv: string[] }>(prune('ok'), { onProgress: (p) => progress.push(`${p.stage} ${p.done}/${p.total}`), onLog: (l) => logs.push(l) }).result;
+  const r = fake<{ env: string; execArgv: string[] }>(await c.request(prune('ok'), { onProgress: (p) => progress.push(`${p.stage} ${p.done}/${p.total}`), onLog: (l) => logs.push(l) }).result);
   assert.equal(r.env, '1');
   assert.deepEqual(r.execArgv, []);
   assert.deepEqual(progress, ['calibrate 1/2']);
@@ -65,7 +69,7 @@ test('a cancel the engine honours rejects as cancelled and keeps the process', a
   const pid = c.pid;
   setTimeout(() => c.cancel(h.id), 50);
   await assert.rejects(h.result, (e: EngineError) => e.details.cancelled === true && !e.details.crashed);
-  const r = await c.request<{ pid: number }>(prune('ok')).result;
+  const r = fake<{ pid: number }>(await c.request(prune('ok')).result);
   assert.equal(r.pid, pid);
   c.dispose();
 });
@@ -79,7 +83,7 @@ test('a cancel the engine ignores kills the process after the grace period; the 
   await assert.rejects(h.result, (e: EngineError) => e.details.cancelled === true);
   assert.ok(Date.now() - t0 >= 300, 'rejected before the grace period');
   assert.throws(() => process.kill(pid, 0), 'the stubborn process is still alive');
-  const r = await c.request<{ pid: number }>(prune('ok')).result;
+  const r = fake<{ pid: number }>(await c.request(prune('ok')).result);
   assert.notEqual(r.pid, pid);
   c.dispose();
 });
@@ -91,7 +95,7 @@ test('a crash rejects every pending job with a clear message; the engine restart
   for (const h of [waiting, crashing]) {
     await assert.rejects(h.result, (e: EngineError) => e.details.crashed === true && /stopped unexpectedly \(exit code 3\).*restarted on the next request/.test(e.message));
   }
-  const r = await c.request<{ env: string }>(prune('ok')).result;
+  const r = fake<{ env: string }>(await c.request(prune('ok')).result);
   assert.equal(r.env, '1');
   c.dispose();
 });
@@ -114,8 +118,8 @@ test('progress text and benchmark rows', () => {
   const fam = (n: number, c: number) => ({ q: { n, correct: c, accuracy: c / n } });
   const b = toBenchmarkReport(
     [
-      { model: '/m/orig', numLayers: 16, accuracy: 0.5, families: fam(10, 5), samplesPerSecond: 10, sizeBytes: 100 },
-      { model: '/m/pruned', numLayers: 11, accuracy: 0.4, families: fam(10, 4), samplesPerSecond: 15, sizeBytes: 70, relativeAccuracy: 0.8, agreement: 0.9, klMean: 0.1 },
+      { model: '/m/orig', numLayers: 16, accuracy: 0.5, families: fam(10, 5), samplesPerSecond: 10, sizeBytes: 100, prefillMsMean: 1, decodeMsMean: 1 },
+      { model: '/m/pruned', numLayers: 11, accuracy: 0.4, families: fam(10, 4), samplesPerSecond: 15, sizeBytes: 70, prefillMsMean: 1, decodeMsMean: 1, relativeAccuracy: 0.8, agreement: 0.9, klMean: 0.1 },
     ],
     '/d/eval.jsonl',
   );

@@ -1,12 +1,17 @@
-// Integration test in a real VS Code extension host: code-server (offline, Node 24) with this
-// repo installed as an extension, driven through Debian's chromium with playwright-core.
-// Scenario: prune the bundled tiny model from the explorer's context menu, check the output
-// package, open the report and its panels and read the webviews' text, then start a second
-// prune, cancel it and check nothing partial is left. Prints "N passed, N failed".
+// Integration test in a real VS Code extension host: code-server (offline, Node 24) driven
+// through Debian's chromium with playwright-core. The extension under test is the .vsix a user
+// would install: `npm run package` builds it, its contents are checked, and code-server
+// installs it into an empty extensions folder. Scenario: prune the bundled tiny model from the
+// explorer's context menu, check the output package, open the report and its panels and read
+// the webviews' text, benchmark, cancel a run, survive an engine crash, prune a hand-made
+// choice. Prints "N passed, N failed".
+//
+// Every wait is on a state (a log line, a file, a DOM element), with generous limits: a loaded
+// 2-core machine makes each step slower, never different. IT_TIMEOUT_SCALE multiplies them.
 //
 // Run: npm run test:integration  (installs the tools once via setup.sh, then runs this file)
 // Env: KEEP_TMP=1 keeps the temp folder (logs, screenshots), HEADED=1 shows the browser,
-// SHORT_LVLM_EXTENSION=<dir> tests an unpacked .vsix (its extension/ folder) instead of the repo.
+// SHORT_LVLM_VSIX=<file> installs that .vsix instead of packaging one.
 
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -15,6 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { checkVsixContents, packageExtension } from './vsix.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -23,7 +29,8 @@ const require = createRequire(path.join(tools, 'package.json'));
 const node24 = path.join(tools, 'node_modules', 'node', 'bin', 'node');
 const codeServer = path.join(tools, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
 const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
-const extId = `${pkg.publisher}.${pkg.name}-${pkg.version}`;
+const extId = `${pkg.publisher}.${pkg.name}`;
+const SCALE = Number(process.env.IT_TIMEOUT_SCALE ?? 3);
 
 const started = Date.now();
 const t = () => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s`;
@@ -59,6 +66,7 @@ function assert(cond, msg) {
 }
 
 async function waitFor(what, fn, timeoutMs, everyMs = 250) {
+  timeoutMs *= SCALE;
   const end = Date.now() + timeoutMs;
   let last;
   while (Date.now() < end) {
@@ -204,15 +212,6 @@ function extensionLog() {
 
 async function main() {
   assert(fs.existsSync(node24) && fs.existsSync(codeServer), `test tools missing: run bash test/integration/setup.sh`);
-  // SHORT_LVLM_EXTENSION=<folder>: test that folder (e.g. an unpacked .vsix's extension/) instead of the repo.
-  const extSource = process.env.SHORT_LVLM_EXTENSION ? path.resolve(process.env.SHORT_LVLM_EXTENSION) : repo;
-  if (extSource === repo) {
-    say('building the extension');
-    const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: repo, stdio: 'inherit' });
-    assert(b.status === 0, 'esbuild failed');
-  } else say(`testing the extension in ${extSource}`);
-  for (const f of ['dist/extension.js', 'dist/engineWorker.js', 'dist/webview.js']) assert(fs.existsSync(path.join(extSource, f)), `${f} missing in ${extSource}`);
-
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-it-'));
   ws = path.join(tmp, 'workspace');
   userData = path.join(tmp, 'user-data');
@@ -225,7 +224,6 @@ async function main() {
     recursive: true,
     filter: (src) => !src.includes(`${path.sep}reference`),
   });
-  fs.symlinkSync(extSource, path.join(extDir, extId), 'dir');
   fs.writeFileSync(
     path.join(userData, 'User', 'settings.json'),
     JSON.stringify(
@@ -256,6 +254,26 @@ async function main() {
     XDG_CACHE_HOME: path.join(tmp, 'xdg-cache'),
     ONNXRUNTIME_NODE_INSTALL: 'skip',
   };
+  let vsix = process.env.SHORT_LVLM_VSIX ? path.resolve(process.env.SHORT_LVLM_VSIX) : undefined;
+  await step('npm run package builds the .vsix', async () => {
+    if (vsix) return say(`  using ${vsix}`);
+    vsix = packageExtension(repo, pkg, say);
+  });
+  await step('the .vsix holds the runtime for linux-x64 and no development files', async () => {
+    assert(vsix, 'no .vsix');
+    say(`  ${checkVsixContents(vsix, path.join(repo, 'README.md'))}`);
+  });
+  assert(vsix && fs.existsSync(vsix), 'no .vsix to install');
+  await step('code-server installs the .vsix', async () => {
+    const r = spawnSync(node24, [codeServer, '--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', vsix], { env, encoding: 'utf8', timeout: 120000 * SCALE });
+    assert(r.status === 0, `--install-extension failed (exit ${r.status}): ${r.stdout}${r.stderr}`);
+    const installed = fs.readdirSync(extDir).filter((n) => n.startsWith(extId));
+    assert(installed.length === 1 && !fs.lstatSync(path.join(extDir, installed[0])).isSymbolicLink(), `expected one installed copy of ${extId}, found ${installed.join(', ') || 'none'}`);
+    assert(fs.existsSync(path.join(extDir, installed[0], 'dist', 'engineWorker.js')), 'the installed extension has no engine bundle');
+    say(`  installed ${installed[0]}`);
+  });
+  assert(results.every((r) => r.ok), 'the extension could not be packaged and installed');
+
   const serverLog = fs.openSync(path.join(tmp, 'code-server.log'), 'w');
   say(`starting code-server on 127.0.0.1:${port} (${tmp})`);
   // Own process group (detached) so every helper it starts is ended with it.
@@ -268,7 +286,7 @@ async function main() {
 
   const { chromium } = require('playwright-core');
   browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     headless: !process.env.HEADED,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
     env,
@@ -285,7 +303,7 @@ async function main() {
       90000,
       500,
     );
-    await page.locator('.explorer-folders-view').waitFor({ timeout: 30000 });
+    await page.locator('.explorer-folders-view').waitFor({ timeout: 30000 * SCALE });
   });
 
   const out1 = path.join(ws, 'models', 'tiny-llava-short-lvlm-svl-r0.3');
@@ -365,7 +383,7 @@ async function main() {
 
   await step('panels come back after a window reload (serializer)', async () => {
     await page.reload();
-    await page.locator('.explorer-folders-view, .part.sidebar').first().waitFor({ timeout: 60000 });
+    await page.locator('.explorer-folders-view, .part.sidebar').first().waitFor({ timeout: 60000 * SCALE });
     // Which panels the workbench had saved when the page went away varies; any one restored proves the serializer.
     const tab = page.locator('.tab', { hasText: /^(Layer Redundancy|Token Importance|Compensation Gap|Benchmark): tiny-llava/ });
     await waitFor('a report panel tab after reload', async () => (await tab.count()) > 0, 60000, 500);
@@ -425,7 +443,7 @@ async function main() {
     await waitFor('progress of the second run', () => [...notifications].find((s) => !before.has(s) && /\d+\/\d+/.test(s)), 90000, 200);
     await palette('Short-LVLM: Cancel Run');
     await waitFor('the "cancelled" notification', () => seen(/cancelled/), 30000, 200);
-    await sleep(1500);
+    await waitFor('the cancelled run to leave no partial folder', () => !fs.readdirSync(path.join(ws, 'models')).some((n) => n.includes('.partial-')), 30000, 200).catch(() => undefined);
     const left = fs.readdirSync(path.join(ws, 'models'));
     assert(!fs.existsSync(out2), `${out2} exists after cancel`);
     assert(!left.some((n) => n.includes('.partial-')), `partial folder left: ${left.join(', ')}`);
@@ -443,7 +461,7 @@ async function main() {
     const msg = await waitFor('the crash notification', () => seen(/stopped unexpectedly/), 30000, 200);
     const toast = page.locator('.notification-toast', { hasText: 'stopped unexpectedly' });
     assert(await toast.getByRole('button', { name: 'Show Log' }).count(), 'the error has no "Show Log" button');
-    await sleep(500);
+    // The host removes the killed engine's temporary folder before it shows the error.
     const left = fs.readdirSync(path.join(ws, 'models'));
     assert(!left.some((n) => n.includes('.partial-')), `partial folder left after the crash: ${left.join(', ')}`);
     assert(!fs.existsSync(out2), `${out2} exists after the crash`);
@@ -483,8 +501,11 @@ async function main() {
     const row = layers.locator('.monaco-list-row', { hasText: /^\s*Layer 11(?!\d)/ }).first();
     await waitFor('the Layer 11 row', () => row.isVisible(), 20000);
     const box = row.locator('.monaco-checkbox, .custom-checkbox, input[type=checkbox]').first();
+    // The view's message counts the ticked layers: wait until the extension has seen the click.
+    const selected = async () => Number(/(\d+) selected to remove/.exec(await layers.innerText())?.[1] ?? NaN);
+    const before = await selected();
     await box.click();
-    await sleep(500);
+    await waitFor('the Layers view to count the new tick', async () => (await selected()) !== before, 20000, 200);
     const count = [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length;
     await layers.locator('.pane-header').hover();
     await layers.locator('.pane-header .action-label[aria-label="Prune Selected Layers"]').click();

@@ -4,23 +4,22 @@
 #   - code-server (a real VS Code server + extension host, offline) — needs Node 24 and
 #     libkrb5-dev to build its native modules;
 #   - node@24 from npm (the machines run Node 20);
-#   - playwright-core, driving Debian's chromium.
+#   - playwright-core, driving Debian's chromium (or the one CHROMIUM_PATH names).
+# About 750 MB in .tools (code-server 600 MB, Node 24 120 MB) and 4+ minutes of native builds.
 # Idempotent: a finished install leaves .tools/.ok and is skipped next time.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 tools="$here/.tools"
 export ONNXRUNTIME_NODE_INSTALL=skip
+. "$here/../../scripts/system-packages.sh"
 
 need_apt=()
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-dpkg -s libkrb5-dev >/dev/null 2>&1 || need_apt+=(libkrb5-dev)
+[ -x "$(chromium_path)" ] || need_apt+=(chromium)
+# Headers and a toolchain for code-server's native modules (built from source, offline).
+{ command -v dpkg >/dev/null 2>&1 && dpkg -s libkrb5-dev >/dev/null 2>&1; } || [ -f /usr/include/gssapi/gssapi.h ] || need_apt+=(libkrb5-dev)
 command -v make >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: apt-get install ${need_apt[*]}"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_apt[@]}" >/dev/null
-fi
+need_system_packages "the integration test (code-server's native build and a headless Chromium)" "${need_apt[@]}"
 
 if [ -f "$tools/.ok" ] && [ -x "$tools/node_modules/node/bin/node" ] && [ -d "$tools/node_modules/code-server" ]; then
   echo "setup: tools already installed in $tools"

@@ -31,13 +31,14 @@ export function writeVariant(root: string, v: Variant, extra: Partial<SynthOptio
   return writeSynthModel({ dir: path.join(root, v.name), seed: v.name, ...v.opts, ...extra });
 }
 
-/** sha256 of every file under dir (relative path -> hex), including hidden files. */
+/** sha256 of every file under dir (relative path -> hex), including hidden files; links by their target. */
 export function hashFolder(dir: string): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (d: string, rel: string) => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) walk(path.join(d, e.name), r);
+      if (e.isSymbolicLink()) out.set(r, `link -> ${fs.readlinkSync(path.join(d, e.name))}`);
+      else if (e.isDirectory()) walk(path.join(d, e.name), r);
       else out.set(r, crypto.createHash('sha256').update(fs.readFileSync(path.join(d, e.name))).digest('hex'));
     }
   };

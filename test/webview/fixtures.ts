@@ -11,17 +11,8 @@ import { REPO, pngDataUri } from './harness';
 
 const run = promisify(execFile);
 
-export interface BenchLine {
-  model: string;
-  numLayers: number;
-  accuracy: number;
-  families: Record<string, { n: number; correct: number; accuracy: number }>;
-  samplesPerSecond: number;
-  sizeBytes: number;
-  agreement?: number;
-  klMean?: number;
-  relativeAccuracy?: number;
-}
+/** One line of `bench --json`: the report schema's row, as the Benchmark panel draws it. */
+export type BenchLine = BenchRow;
 
 export interface Fixtures {
   dir: string;
@@ -33,24 +24,6 @@ export interface Fixtures {
   sweepRows: SweepRow[];
   /** sample index -> PNG data URI, as the host would answer requestImage. */
   images: Record<number, string>;
-}
-
-/** The CLI's bench JSON lines as the host turns them into BenchRow (first model = reference). */
-export function toBenchRows(lines: BenchLine[]): BenchRow[] {
-  const ref = lines[0];
-  return lines.map((l, i) => ({
-    model: l.model,
-    label: `${i === 0 ? 'full' : 'pruned'} (${l.numLayers} layers)`,
-    numLayers: l.numLayers,
-    accuracy: l.accuracy,
-    families: l.families,
-    relativeAccuracy: l.relativeAccuracy,
-    agreement: l.agreement,
-    klMean: l.klMean,
-    samplesPerSecond: l.samplesPerSecond,
-    speedup: ref.samplesPerSecond ? l.samplesPerSecond / ref.samplesPerSecond : undefined,
-    sizeBytes: l.sizeBytes,
-  }));
 }
 
 export async function makeFixtures(opts: { sweep?: boolean } = {}): Promise<Fixtures> {
@@ -73,7 +46,7 @@ export async function makeFixtures(opts: { sweep?: boolean } = {}): Promise<Fixt
     : Promise.resolve(null);
   await run(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--samples', '16', '--ratio', '0.3', '--out', pruned, '--json', '--quiet'], opt);
   const report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
-  const bench = await run(process.execPath, [cli, 'bench', model, pruned, '--eval', path.join(data, 'eval.jsonl'), '--samples', '40', '--json', '--quiet'], opt);
+  const bench = await run(process.execPath, [cli, 'bench', model, pruned, '--eval', path.join(data, 'eval.jsonl'), '--samples', '40', '--json', '--quiet', '--no-save'], opt);
   const benchLines = bench.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as BenchLine);
   await sweep;
   let sweepRows: SweepRow[] = [];
@@ -82,7 +55,7 @@ export async function makeFixtures(opts: { sweep?: boolean } = {}): Promise<Fixt
     // The host's mapping: method rows and random seeds as they come, plus the best exhaustive subset per ratio.
     sweepRows = [...s.rows, ...Object.values(s.exhaustive).map((e) => e.best)];
   }
-  const benchmark: BenchmarkReport = { evalFile: path.join(data, 'eval.jsonl'), items: benchLines[0] ? Object.values(benchLines[0].families).reduce((a, f) => a + f.n, 0) : 0, rows: toBenchRows(benchLines) };
+  const benchmark: BenchmarkReport = { evalFile: path.join(data, 'eval.jsonl'), items: benchLines[0] ? Object.values(benchLines[0].families).reduce((a, f) => a + f.n, 0) : 0, rows: benchLines };
   const images: Record<number, string> = {};
   report.tokenSamples.forEach((s, i) => {
     if (s.image && fs.existsSync(s.image)) images[i] = pngDataUri(s.image);

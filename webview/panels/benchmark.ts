@@ -160,8 +160,8 @@ function sweepSection(ctx: PanelContext, sweep: SweepRow[], fullAcc?: number): H
   const colors = palette(t);
   const { methods, random, exhaustive } = sweepSeries(sweep);
   // The sweep's own full-model accuracy (same eval items) from accuracy / relativeAccuracy; the benchmark's otherwise.
-  const withRel = sweep.find((x) => x.relativeAccuracy > 0 && x.accuracy > 0);
-  const fullRef = withRel ? withRel.accuracy / withRel.relativeAccuracy : fullAcc;
+  const withRel = sweep.find((x) => (x.relativeAccuracy ?? 0) > 0 && x.accuracy > 0);
+  const fullRef = withRel ? withRel.accuracy / withRel.relativeAccuracy! : fullAcc;
   const ratios = [...new Set(sweep.map((r) => r.ratio))].sort((a, b) => a - b);
   const datasets: ChartDataset<'scatter', { x: number; y: number }[]>[] = [];
   let ci = 0;

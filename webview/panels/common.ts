@@ -1,18 +1,13 @@
 // Header shared by all panels: what model, what was removed, and links to the other panels.
 
-import type { PanelKind } from '../../src/protocol/messages';
+import { PANEL_KINDS, PANEL_TITLES } from '../../src/protocol/messages';
 import type { Report } from '../../src/protocol/report';
 import { h } from '../dom';
 import { basename, bytes, layerList } from '../format';
 import { button } from '../toolkit';
 import type { PanelContext } from './context';
 
-export const PANEL_TITLES: Record<PanelKind, string> = {
-  redundancy: 'Layer redundancy',
-  tokens: 'Token importance',
-  gap: 'Compensation gap',
-  benchmark: 'Benchmark',
-};
+export { PANEL_TITLES };
 
 function modelName(r: Report): string {
   return basename(r.model?.root ?? 'model');
@@ -31,7 +26,7 @@ export function header(ctx: PanelContext): HTMLElement {
     ['size', r.output?.bytes ? bytes(r.output.bytes) : '–'],
   ];
   const nav = h('nav', { class: 'nav', 'aria-label': 'Other panels' });
-  for (const p of Object.keys(PANEL_TITLES) as PanelKind[]) {
+  for (const p of PANEL_KINDS) {
     if (p === ctx.panel) continue;
     nav.append(button(PANEL_TITLES[p], () => ctx.openPanel(p), { title: `Open the ${PANEL_TITLES[p].toLowerCase()} panel`, id: `open-${p}` }));
   }

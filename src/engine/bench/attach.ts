@@ -1,23 +1,15 @@
-// Benchmark results as the report schema has them, and stored into each benchmarked package's
-// short-lvlm-report.json so its Benchmark panel can show them. Shared by the CLI and the host.
+// Benchmark results as the report schema has them (one row shape for the CLI's table and JSON,
+// the extension and the Benchmark panel), and stored by the engine into each benchmarked
+// package's report so that its Benchmark panel can show them.
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { REPORT_FILE } from '../../protocol/files';
 import type { BenchmarkReport, BenchRow, Report } from '../../protocol/report';
+import type { ModelBench } from './evaluate';
 
-export interface BenchResult {
-  model: string;
-  numLayers: number;
-  accuracy: number;
-  families: BenchRow['families'];
-  samplesPerSecond: number;
-  sizeBytes: number;
-  relativeAccuracy?: number;
-  agreement?: number;
-  klMean?: number;
-}
-
-export function toBenchmarkReport(results: BenchResult[], evalFile: string): BenchmarkReport {
+/** Rows of the report schema from the measured models (the first is the reference). */
+export function toBenchmarkReport(results: Omit<ModelBench, 'answers'>[], evalFile: string): BenchmarkReport {
   const base = results[0];
   const rows: BenchRow[] = results.map((r, i) => ({
     model: r.model,
@@ -31,9 +23,18 @@ export function toBenchmarkReport(results: BenchResult[], evalFile: string): Ben
     samplesPerSecond: r.samplesPerSecond,
     speedup: base && base.samplesPerSecond > 0 ? r.samplesPerSecond / base.samplesPerSecond : undefined,
     sizeBytes: r.sizeBytes,
+    prefillMsMean: r.prefillMsMean,
+    decodeMsMean: r.decodeMsMean,
   }));
   const items = base ? Object.values(base.families).reduce((a, f) => a + f.n, 0) : 0;
   return { evalFile, items, rows };
+}
+
+/** The report file of a model path (a folder or a file inside it), if there is one. */
+export function reportOf(model: string): string | undefined {
+  const dir = fs.existsSync(model) && fs.statSync(model).isDirectory() ? model : path.dirname(model);
+  const file = path.join(dir, REPORT_FILE);
+  return fs.existsSync(file) ? file : undefined;
 }
 
 /**
@@ -43,9 +44,8 @@ export function toBenchmarkReport(results: BenchResult[], evalFile: string): Ben
 export function attachBenchmark(models: string[], benchmark: BenchmarkReport, onError?: (file: string, e: Error) => void): string[] {
   const updated: string[] = [];
   for (const m of models) {
-    const dir = fs.existsSync(m) && fs.statSync(m).isDirectory() ? m : path.dirname(m);
-    const file = path.join(dir, 'short-lvlm-report.json');
-    if (!fs.existsSync(file)) continue;
+    const file = reportOf(m);
+    if (!file) continue;
     try {
       const report = JSON.parse(fs.readFileSync(file, 'utf8')) as Report;
       report.benchmark = { ...benchmark, sweep: benchmark.sweep ?? report.benchmark?.sweep };

@@ -5,11 +5,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EvalItem, evalMessages, normalizeAnswer } from '../data/datasets';
 import { OnnxFile } from '../onnx/onnxFile';
+import { checkPackageConsistency } from '../package/consistency';
 import { openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { generateGreedy } from '../runtime/generate';
 import { RuntimeOptions } from '../runtime/ort';
 import { VlmFrontend } from '../runtime/vlmFrontend';
+import { relativeAccuracy } from '../../protocol/report';
 
 export interface FamilyScore {
   n: number;
@@ -91,8 +93,13 @@ export async function benchModels(
     for (const m of models) {
       const pkg = openPackage(m);
       const src = OnnxFile.open(pkg.decoder);
-      const numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
-      src.close();
+      let numLayers: number;
+      try {
+        checkPackageConsistency(pkg, src);
+        numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
+      } finally {
+        src.close();
+      }
       const frontend = await VlmFrontend.open(pkg, opts);
       const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
@@ -140,7 +147,7 @@ export async function benchModels(
         answers: l.answers,
       };
     });
-    for (const r of results.slice(1)) r.relativeAccuracy = results[0].accuracy > 0 ? r.accuracy / results[0].accuracy : undefined;
+    for (const r of results.slice(1)) r.relativeAccuracy = relativeAccuracy(r.accuracy, results[0].accuracy);
     return results;
   } finally {
     for (const l of loaded) {

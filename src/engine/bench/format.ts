@@ -1,11 +1,11 @@
 // Plain-text tables for the terminal.
 
 import * as path from 'path';
-import { ModelBench } from './evaluate';
+import type { BenchRow } from '../../protocol/report';
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : (100 * x).toFixed(1));
 
-export function formatBenchTable(rows: ModelBench[]): string {
+export function formatBenchTable(rows: BenchRow[]): string {
   const families = [...new Set(rows.flatMap((r) => Object.keys(r.families)))].sort();
   const head = ['model', 'layers', ...families, 'acc', 'rel', 'agree', 'KL', 'samples/s', 'speedup', 'MiB'];
   const base = rows[0];

@@ -5,7 +5,6 @@
 // variant is scored in memory (no package written). Answers are one word, one token in
 // the tokenizers this targets, so accuracy is scored on the greedy first token.
 
-import { Device } from '../runtime/device';
 import { CalibSample, EvalItem, evalMessages, loadCalibration, loadEval, normalizeAnswer } from '../data/datasets';
 import { CalibrationSession } from '../method/calibrate';
 import { compensate } from '../method/scp';
@@ -16,11 +15,13 @@ import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
 import { Encoded } from '../runtime/vlmFrontend';
 import { ModelProto } from '../onnx/proto';
-import { Method, PruneOptions, SweepRow } from '../../protocol/report';
+import type { RunOptions } from '../../protocol/engineApi';
+import { checkAgainstModel } from '../../protocol/options';
+import { Method, PruneOptions, relativeAccuracy, SweepRow } from '../../protocol/report';
 import { klFromLogits } from './evaluate';
 import { table } from './format';
 
-export interface SweepArgs {
+export interface SweepArgs extends RunOptions {
   model: string;
   calib: string;
   eval: string;
@@ -30,8 +31,6 @@ export interface SweepArgs {
   exhaustiveLimit?: number;
   samples?: number;
   evalSamples?: number;
-  threads?: number;
-  device?: Device;
 }
 
 export interface SweepResult {
@@ -48,7 +47,7 @@ export interface SweepResult {
   seconds: number;
 }
 
-const METHOD_SPECS: Record<string, { method: Method; scp: boolean }> = {
+export const METHOD_SPECS: Record<string, { method: Method; scp: boolean }> = {
   svl: { method: 'svl', scp: true },
   'svl-noscp': { method: 'svl', scp: false },
   cosine: { method: 'cosine', scp: false },
@@ -81,14 +80,17 @@ interface Scored {
 
 export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<SweepResult> {
   const t0 = Date.now();
+  const unknown = (a.methods ?? []).find((m) => !METHOD_SPECS[m]);
+  if (unknown) throw new Error(`unknown sweep method "${unknown}" (known: ${Object.keys(METHOD_SPECS).join(', ')})`);
   const pkg = openPackage(a.model);
   const samples: CalibSample[] = loadCalibration(a.calib, a.samples);
   const items: EvalItem[] = loadEval(a.eval, a.evalSamples);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads, device: a.device });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, device: a.device, execution: a.execution });
   try {
     const L = cs.numLayers;
     const candidates = defaultCandidates(L);
     const base: PruneOptions = { ...DEFAULT_OPTIONS, candidates };
+    for (const ratio of a.ratios) checkAgainstModel({ ...base, ratio }, L); // before the calibration pass
     const stats = await runCalibration(cs, samples, base, hooks);
 
     const encoded: Encoded[] = [];
@@ -155,7 +157,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
         for (const [name, v] of scp.replace) model = replaceInitializer(model, name, v, inits.get(name)!);
       }
       const s = await score(removeLayers(model, j.removed).model, full);
-      rows.push({ ratio: j.ratio, method: j.label, scp: j.scp, removed: j.removed, accuracy: s.accuracy, relativeAccuracy: full.accuracy ? s.accuracy / full.accuracy : 0, families: s.families, agreement: s.agreement, klMean: s.klMean });
+      rows.push({ ratio: j.ratio, method: j.label, scp: j.scp, removed: j.removed, accuracy: s.accuracy, relativeAccuracy: relativeAccuracy(s.accuracy, full.accuracy), families: s.families, agreement: s.agreement, klMean: s.klMean });
       hooks.onProgress?.({ stage: 'sweep', done: ++done, total: jobs.length });
     }
     for (const ratio of a.ratios) {

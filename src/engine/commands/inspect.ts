@@ -5,47 +5,11 @@ import * as path from 'path';
 import { discoverLayers, WeightRef } from '../graph/layers';
 import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
+import { checkPackageConsistency } from '../package/consistency';
 import { openPackage } from '../package/modelPackage';
+import type { InspectReport, WeightInfo } from '../../protocol/engineApi';
 
-export interface InspectReport {
-  root: string;
-  layout: string;
-  decoder: string;
-  variant: string;
-  otherDecoderVariants: string[];
-  embedTokens?: string;
-  visionEncoder?: string;
-  files: { path: string; bytes: number }[];
-  externalData: string[];
-  attentionStyle: string;
-  numLayers: number;
-  configLayers?: number;
-  hiddenSize?: number;
-  numHeads?: number;
-  numKvHeads?: number;
-  headDim?: number;
-  vocabSize?: number;
-  embeddings: string;
-  logits: string;
-  layers: {
-    index: number;
-    kvIndex: number;
-    residualIn: string;
-    residualOut: string;
-    attention: string;
-    oProj?: WeightInfo;
-    downProj?: WeightInfo;
-    inputWeights: WeightInfo[];
-  }[];
-  warnings: string[];
-}
-
-interface WeightInfo {
-  name: string;
-  shape: number[];
-  dtype: string;
-  layout: 'in,out' | 'out,in';
-}
+export type { InspectReport };
 
 export function inspectModel(input: string): InspectReport {
   const pkg = openPackage(input);
@@ -53,18 +17,15 @@ export function inspectModel(input: string): InspectReport {
   try {
     const s = discoverLayers(file.graph);
     const inits = file.initializerMap();
-    // External data must be readable where the model says it is (inside its folder, long enough):
-    // report a package that cannot be pruned here rather than halfway through a prune.
-    for (const t of inits.values()) file.externalRef(t);
+    // A package that cannot be pruned is reported here rather than halfway through a prune:
+    // the file was validated on opening (external data included), the config must match it.
+    checkPackageConsistency(pkg, file, s);
     const w = (r?: WeightRef): WeightInfo | undefined => {
       if (!r) return undefined;
       const t = inits.get(r.name);
       return { name: r.name, shape: t?.dims ?? [], dtype: DATA_TYPE_NAMES[t?.dataType ?? 0] ?? String(t?.dataType), layout: r.inOut ? 'in,out' : 'out,in' };
     };
     const warnings = [...s.warnings];
-    if (pkg.text.numLayers !== undefined && pkg.text.numLayers !== s.layers.length) {
-      warnings.push(`config says ${pkg.text.numLayers} layers, the graph has ${s.layers.length}`);
-    }
     return {
       root: pkg.root,
       layout: pkg.layout,

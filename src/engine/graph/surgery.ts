@@ -4,7 +4,7 @@
 import { DataType, forEachGraph, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto } from '../onnx/proto';
 import { float32ToBytes } from '../onnx/onnxFile';
 import { dropUnusedInitializers, eliminateDeadNodes, GraphIndex, rewireConsumers } from './graphIndex';
-import { DecoderStructure, discoverLayers, LayerDiscoveryError } from './layers';
+import { DecoderStructure, discoverLayers, LayerDiscoveryError, LayerInfo } from './layers';
 
 const SKIP_NORMS = new Set(['SkipSimplifiedLayerNormalization', 'SkipLayerNormalization']);
 
@@ -45,18 +45,35 @@ export interface RemovalResult {
   renamedTensors: number;
 }
 
+/**
+ * A list of layers to remove, as given through the API (JSON from the host, a recipe file):
+ * an array of distinct safe integers inside 0..L-1 that leaves at least one layer. Checked
+ * before any work sized by the list is done.
+ */
+export function checkLayerIndices(remove: unknown, L: number): number[] {
+  if (!Array.isArray(remove)) throw new LayerDiscoveryError('the layers to remove must be a list of layer indices');
+  if (remove.length > L) throw new LayerDiscoveryError(`${remove.length} layers to remove, but the decoder has only ${L}`);
+  for (const k of remove) {
+    if (typeof k !== 'number' || !Number.isSafeInteger(k)) throw new LayerDiscoveryError(`${JSON.stringify(k)} is not a layer index (the decoder has layers 0..${L - 1})`);
+    if (k < 0 || k >= L) throw new LayerDiscoveryError(`layer ${k} does not exist: the decoder has layers 0..${L - 1}`);
+  }
+  const distinct = new Set(remove as number[]);
+  if (distinct.size >= L) throw new LayerDiscoveryError(`cannot remove all ${L} layers`);
+  return [...distinct];
+}
+
 /** Removes the given layers (0-based indices of the original model). */
 export function removeLayers(model: ModelProto, remove: number[]): RemovalResult {
   const out = cloneModel(model);
   const g = out.graph;
   const s = discoverLayers(g);
   const L = s.layers.length;
-  const removeSet = new Set(remove);
-  for (const k of removeSet) {
-    if (!Number.isInteger(k) || k < 0 || k >= L) throw new LayerDiscoveryError(`layer ${k} does not exist: the decoder has layers 0..${L - 1}`);
-  }
-  if (removeSet.size >= L) throw new LayerDiscoveryError(`cannot remove all ${L} layers`);
+  const removeSet = new Set(checkLayerIndices(remove, L));
   const sorted = [...removeSet].sort((a, b) => b - a);
+
+  const internal = new Map<NodeProto, number>();
+  const before = new GraphIndex(g);
+  for (const k of sorted) for (const n of layerInternals(before, s.layers[k])) internal.set(n, k);
 
   for (const k of sorted) cutLayer(g, s, k);
 
@@ -70,6 +87,7 @@ export function removeLayers(model: ModelProto, remove: number[]): RemovalResult
   }
   g.output = g.output.filter((o) => !removedPresent.has(o.name));
   eliminateDeadNodes(g);
+  refuseSurvivingInternals(g, internal);
 
   // Shared nodes (e.g. past-length for the mask) may read a removed layer's cache: point them
   // at a surviving layer's cache, which has the same shape.
@@ -87,6 +105,50 @@ export function removeLayers(model: ModelProto, remove: number[]): RemovalResult
 
   const renamedTensors = renumber(g, s, removeSet);
   return { model: out, removed: [...removeSet].sort((a, b) => a - b), numLayers: L - removeSet.size, droppedInitializers, renamedTensors };
+}
+
+/**
+ * Nodes that compute layer l from its residual stream: descendants of the stream entering it
+ * (through values, not shapes: Shape/Size outputs carry no values) that its outputs depend on.
+ */
+function layerInternals(idx: GraphIndex, l: LayerInfo): Set<NodeProto> {
+  const ends = [l.residualMid, l.residualOut, l.presentKey, l.presentValue].filter((x): x is string => !!x);
+  const upstream = idx.ancestors(ends, new Set([l.residualIn]));
+  const inside = new Set<NodeProto>();
+  const stack = [l.residualIn];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    for (const c of idx.consumersOf(t)) {
+      if (!upstream.has(c) || inside.has(c) || c.opType === 'Shape' || c.opType === 'Size') continue;
+      inside.add(c);
+      for (const o of c.output) if (o) stack.push(o);
+    }
+  }
+  // Fused style: cutLayer makes the layer's own input norm the next layer's norm.
+  if (l.inputNorm) inside.delete(l.inputNorm);
+  return inside;
+}
+
+/**
+ * After the cut, a removed layer's nodes are dead unless something outside still reads them:
+ * then the layers are not independent (a later layer computes from this one's internals) and
+ * removing it has no meaning; say so rather than write a graph that half keeps it.
+ */
+function refuseSurvivingInternals(g: GraphProto, internal: Map<NodeProto, number>): void {
+  const idx = new GraphIndex(g);
+  for (const n of g.node) {
+    const k = internal.get(n);
+    if (k === undefined) continue;
+    for (const o of n.output) {
+      const reader = idx.consumersOf(o).find((c) => !internal.has(c));
+      if (reader) {
+        throw new LayerDiscoveryError(`layer ${k} cannot be removed: node "${reader.name || reader.opType}" outside it reads "${o}", computed inside layer ${k} (the layers are not independent)`);
+      }
+    }
+  }
 }
 
 /** Disconnects layer k from the residual stream; dead-node elimination removes its nodes. */
@@ -192,14 +254,31 @@ function renumber(g: GraphProto, s: DecoderStructure, removed: Set<number>): num
     return y;
   };
   forEachGraph(g, (x) => {
-    for (const n of x.node) {
-      n.input = n.input.map(t);
-      n.output = n.output.map(t);
-      n.name = n.name.replace(re, (m, pre: string, num: string) => {
+    // Node names follow the same rule as tensor names: a renamed node whose new name is taken
+    // (a node of a removed layer that a later layer still reads survives under its old
+    // number) keeps its old name, since onnxruntime refuses two nodes of one name.
+    const newNames = x.node.map((n) =>
+      n.name.replace(re, (m, pre: string, num: string) => {
         const ni = newIndex.get(Number(num));
         return ni === undefined ? m : pre + ni;
+      }),
+    );
+    for (let changed = true; changed; ) {
+      changed = false;
+      const taken = new Map<string, number>();
+      for (const nn of newNames) if (nn) taken.set(nn, (taken.get(nn) ?? 0) + 1);
+      newNames.forEach((nn, i) => {
+        if (nn && nn !== x.node[i].name && taken.get(nn)! > 1) {
+          newNames[i] = x.node[i].name;
+          changed = true;
+        }
       });
     }
+    x.node.forEach((n, i) => {
+      n.input = n.input.map(t);
+      n.output = n.output.map(t);
+      n.name = newNames[i];
+    });
     x.initializer = x.initializer.map((ti) => (finalName.get(ti.name) !== ti.name ? { ...ti, name: finalName.get(ti.name)! } : ti));
     for (const v of [...x.input, ...x.output, ...x.valueInfo]) v.name = finalName.get(v.name) ?? v.name;
   });

@@ -8,6 +8,7 @@ import { instrumentDecoder, Instrumented, LayerTaps } from '../graph/instrument'
 import { addCalibrationStats, MODALITY_ROWS, StatsTaps, statsInGraphPossible, VISUAL_COLUMN } from '../graph/statsGraph';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelProto } from '../onnx/proto';
+import { checkPackageConsistency } from '../package/consistency';
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, runOutputs } from '../runtime/decoderRunner';
 import { dropUnusedInitializers, eliminateDeadNodes } from '../graph/graphIndex';
@@ -21,12 +22,9 @@ import { attentionFromQK } from './fusedAttention';
 import { tokenCosines } from './cosine';
 import { AttentionMap, headMean, KeepMode, tisFromSums } from './tis';
 
-export interface Progress {
-  stage: string;
-  done: number;
-  total: number;
-  etaSeconds?: number;
-}
+import type { Progress } from '../../protocol/engineApi';
+
+export type { Progress };
 
 export interface CalibrationOptions extends RuntimeOptions {
   topP: number;
@@ -80,9 +78,13 @@ export class CalibrationSession {
 
   static async open(pkg: ModelPackage, opts: SessionOptions = {}, layers?: number[]): Promise<CalibrationSession> {
     const frontend = await VlmFrontend.open(pkg, opts);
-    const source = OnnxFile.open(pkg.decoder);
+    let source: OnnxFile | undefined;
+    let cs: CalibrationSession | undefined;
+    let lw: LayerwiseDecoder | undefined;
     try {
+      source = OnnxFile.open(pkg.decoder);
       const inst = instrumentDecoder(source.model, { layers });
+      checkPackageConsistency(pkg, source, inst.structure);
       const fallback = { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim };
       const choice = chooseExecution(opts.execution ?? 'auto', weightBytes(source.model));
       let stats: StatsTaps[] | undefined;
@@ -94,7 +96,6 @@ export class CalibrationSession {
         stats = addCalibrationStats(bare, { cosine: choice.execution === 'whole' });
         statsModel = bare.model;
       }
-      let lw: LayerwiseDecoder | undefined;
       if (choice.execution === 'layerwise') {
         // One piece open at a time: peak memory is the largest piece plus the states in flight.
         lw = LayerwiseDecoder.open(statsModel ?? inst.model, source, { ...opts, optimization: 'basic', fallback, taps: (k) => layerTapNames(inst.taps[k]), maxOpenBytes: 'one-piece' });
@@ -108,12 +109,15 @@ export class CalibrationSession {
         if (!cos || !sin) throw new Error('fused attention without cos/sin cache initializers: cannot recompute attention for TIS');
         rope = { cos: source.tensorFloat32(cos), sin: source.tensorFloat32(sin), rotaryDim: cos.dims[1] * 2 };
       }
-      const cs = new CalibrationSession(frontend, source, inst, statsModel, lw, choice, pkg.decoder, stats, { ...opts, fallback }, rope);
+      cs = new CalibrationSession(frontend, source, inst, statsModel, lw, choice, pkg.decoder, stats, { ...opts, fallback }, rope);
       if (!lw) await cs.runner(stats ? 'stats' : 'taps'); // what calibration runs first
       return cs;
     } catch (e) {
-      source.close();
-      await frontend.dispose();
+      // The session folders beside the model go with their sessions.
+      await cs?.whole?.runner.dispose().catch(() => undefined);
+      await lw?.dispose().catch(() => undefined);
+      source?.close();
+      await frontend.dispose().catch(() => undefined);
       throw e;
     }
   }
@@ -132,10 +136,13 @@ export class CalibrationSession {
   }
 
   async dispose(): Promise<void> {
-    await this.whole?.runner.dispose();
-    await this.layerwise?.dispose();
-    await this.frontend.dispose();
-    this.source.close();
+    try {
+      await this.whole?.runner.dispose();
+      await this.layerwise?.dispose();
+    } finally {
+      this.source.close();
+      await this.frontend.dispose();
+    }
   }
 
   get numLayers(): number {

@@ -1,16 +1,7 @@
 // Localising: which layers to remove, from one global ranking of per-layer redundancy over
 // the candidate range, and which retained layer compensates each removed one.
 
-export function defaultCandidates(numLayers: number): [number, number] {
-  return [Math.floor(numLayers / 2), numLayers - 1];
-}
-
-export function layersToRemove(ratio: number, numLayers: number): number {
-  if (!(ratio > 0 && ratio <= 0.5)) throw new Error(`ratio must be in (0, 0.5], got ${ratio}`);
-  const n = Math.round(ratio * numLayers);
-  if (n < 1) throw new Error(`ratio ${ratio} of ${numLayers} layers removes no layer; use at least ${(0.5 / numLayers).toFixed(3)}`);
-  return n;
-}
+export { defaultCandidates, layersToRemove } from '../../protocol/options';
 
 function checkRange(n: number, [lo, hi]: [number, number], numLayers: number): number[] {
   if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi < numLayers && lo <= hi)) {

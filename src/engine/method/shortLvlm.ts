@@ -6,24 +6,18 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
+import { checkLayerIndices } from '../graph/surgery';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
+import { RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
+import { DEFAULT_PRUNE_OPTIONS } from '../../protocol/options';
 import { LayerReport, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT } from '../../protocol/report';
 import { calibrate, CalibrationSession, CalibrationStats, layerMeans, Progress } from './calibrate';
 import { compensate, ScpResult } from './scp';
 import { defaultCandidates, layersToRemove, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
 
-export const DEFAULT_OPTIONS: PruneOptions = {
-  ratio: 0.3,
-  method: 'svl',
-  scp: true,
-  scpTarget: 'down_proj',
-  topP: 0.1,
-  keepMode: 'count',
-  features: 'kept',
-  seed: 0,
-};
+export const DEFAULT_OPTIONS: PruneOptions = DEFAULT_PRUNE_OPTIONS;
 
 export interface JobHooks {
   onProgress?: (p: Progress) => void;
@@ -59,7 +53,7 @@ export function planFromStats(stats: CalibrationStats, o: PruneOptions): Plan {
   const scores = methodScores(stats, o.method);
   if (o.method === 'manual') {
     if (!o.layers?.length) throw new Error('manual choice needs a list of layers');
-    return { removed: [...o.layers].sort((a, b) => a - b), scores, candidates };
+    return { removed: checkLayerIndices(o.layers, L).sort((a, b) => a - b), scores, candidates };
   }
   const n = layersToRemove(o.ratio, L);
   const removed = o.method === 'random' ? selectRandom(n, candidates, L, o.seed) : selectByScore(scores, n, candidates);
@@ -146,13 +140,15 @@ export async function pruneWithStats(
     replace: scp.replace,
     outDir: out.outDir,
     overwrite: out.overwrite,
-    extraJson: { 'short-lvlm-report.json': report, 'recipe.json': recipe },
+    // The report is complete once the decoder is written (its size, the write time): it goes
+    // into the temporary folder with the package, before the rename, and is never rewritten.
+    extraJson: (written) => {
+      timings.writeSeconds = (Date.now() - t) / 1000;
+      report.output.bytes = written.bytes;
+      return { [REPORT_FILE]: report, [RECIPE_FILE]: recipe };
+    },
     checkCancelled: hooks.checkCancelled,
   });
-  timings.writeSeconds = (Date.now() - t) / 1000;
-  report.output.bytes = res.bytes;
-  // Timings and the final size are known only now: rewrite the report in place (small file).
-  fs.writeFileSync(path.join(res.outDir, 'short-lvlm-report.json'), JSON.stringify(report, null, 1) + '\n');
   return { outDir: res.outDir, report, recipe };
 }
 
@@ -162,19 +158,27 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
   const src = OnnxFile.open(pkg.decoder);
   try {
     const size = fs.statSync(pkg.decoder).size;
-    if (recipe.model.bytes !== size) throw new Error(`the recipe was made for a decoder of ${recipe.model.bytes} bytes; ${path.basename(pkg.decoder)} has ${size}: not the same model`);
+    if (recipe.model?.bytes !== size) throw new Error(`the recipe was made for a decoder of ${recipe.model?.bytes} bytes; ${path.basename(pkg.decoder)} has ${size}: not the same model`);
     const inits = src.initializerMap();
     const replace = new Map<string, Float64Array>();
-    for (const c of recipe.compensation) {
-      const buf = Buffer.from(c.basis.float64, 'base64');
-      const V = mat(c.basis.rows, c.basis.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
+    for (const [i, c] of recipe.compensation.entries()) {
+      // A recipe is a file the user may have edited: its bases must be what the weights need.
+      const b = c?.basis;
+      const bad = (why: string) => new Error(`the recipe's compensation ${i} is damaged: ${why}`);
+      if (!b || !Number.isSafeInteger(b.rows) || !Number.isSafeInteger(b.cols) || b.rows <= 0 || b.cols <= 0 || b.cols > b.rows || typeof b.float64 !== 'string') throw bad('its basis needs rows >= cols > 0 and base64 data');
+      const buf = Buffer.from(b.float64, 'base64');
+      if (buf.length !== b.rows * b.cols * 8) throw bad(`its basis holds ${buf.length} bytes, ${b.rows} x ${b.cols} float64 need ${b.rows * b.cols * 8}`);
+      const V = mat(b.rows, b.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
+      if (!V.data.every(Number.isFinite)) throw bad('its basis holds values that are not finite');
+      if (!Array.isArray(c.weights)) throw bad('no list of weights');
       for (const w of c.weights) {
-        const t = inits.get(w.name);
-        if (!t) throw new Error(`recipe weight ${w.name} is not in the model`);
+        const t = inits.get(w?.name);
+        if (!t) throw new Error(`recipe weight ${w?.name} is not in the model`);
+        if (t.dims.length !== 2 || (w.side !== 'output' && w.side !== 'input') || typeof w.inOut !== 'boolean') throw bad(`weight ${w.name} is not a matrix with a side and a layout`);
         replace.set(w.name, projectWeight(src.tensorFloat64(t), t.dims[0], t.dims[1], V, w.side, w.inOut));
       }
     }
-    return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { 'recipe.json': recipe } });
+    return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { [RECIPE_FILE]: recipe } });
   } finally {
     src.close();
   }

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { DataType, decodeModel, elementSize, encodeModel, forEachGraph, GraphProto, ModelProto, TensorProto } from './proto';
+import { validateModelGraph } from './validate';
 import { OnnxFormatError } from './wire';
 
 /** Protobuf cannot encode a message of 2 GiB or more. */
@@ -28,8 +29,17 @@ export class OnnxFile {
     }
     if (st.size === 0) throw new OnnxFormatError(`${filePath} is empty: not an ONNX model`);
     const buf = fs.readFileSync(filePath);
-    const model = decodeModel(buf, path.basename(filePath));
-    return new OnnxFile(filePath, model, st.size);
+    let file: OnnxFile | undefined;
+    try {
+      file = new OnnxFile(filePath, decodeModel(buf, path.basename(filePath)), st.size);
+      // Shapes against data, external ranges, topology: before anything reads or writes weights.
+      validateModelGraph(file.graph, file);
+      return file;
+    } catch (e) {
+      file?.close();
+      if (e instanceof OnnxFormatError && !e.message.includes(filePath)) throw new OnnxFormatError(`${filePath}: ${e.message}`);
+      throw e;
+    }
   }
 
   get dir(): string {

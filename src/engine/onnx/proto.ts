@@ -37,8 +37,10 @@ export function elementSize(dt: number): number | undefined {
     case 1: case 6: case 12: return 4;
     case 2: case 3: case 9: return 1;
     case 4: case 5: case 10: case 16: return 2;
-    case 7: case 11: case 13: return 8;
-    case 21: case 22: return 0.5;
+    case 7: case 11: case 13: case 14: return 8;
+    case 15: return 16;
+    case 17: case 18: case 19: case 20: return 1;
+    case 21: case 22: case 23: return 0.5;
     default: return undefined;
   }
 }
@@ -256,7 +258,14 @@ function decodeValueInfo(r: WireReader): ValueInfoProto {
   return v;
 }
 
-function decodeAttribute(r: WireReader): AttributeProto {
+/**
+ * Subgraphs (If/Loop/Scan bodies) nest graphs inside node attributes. Real exports nest a few
+ * levels; a crafted file can nest thousands and overflow the stack of every recursive walk,
+ * so decoding refuses anything deeper than this.
+ */
+export const MAX_GRAPH_DEPTH = 64;
+
+function decodeAttribute(r: WireReader, depth: number): AttributeProto {
   const a: AttributeProto = { name: '', type: 0, unknown: [] };
   a.unknown = walk(r, (r, f, w) => {
     switch (f) {
@@ -266,19 +275,19 @@ function decodeAttribute(r: WireReader): AttributeProto {
       case 3: expectWire(w, WireType.Varint, 'attribute.i'); a.i = r.varintBig(); return true;
       case 4: expectWire(w, WireType.LengthDelimited, 'attribute.s'); a.s = r.bytes(); return true;
       case 5: a.t = decodeTensor(sub(r, w, 'attribute.t')); return true;
-      case 6: a.g = decodeGraph(sub(r, w, 'attribute.g')); return true;
+      case 6: a.g = decodeGraph(sub(r, w, 'attribute.g'), depth + 1); return true;
       case 7: r.repeated(w, WireType.Fixed32, (x) => (a.floats ??= []).push(x.float())); return true;
       case 8: r.repeated(w, WireType.Varint, (x) => (a.ints ??= []).push(x.varintBig())); return true;
       case 9: expectWire(w, WireType.LengthDelimited, 'attribute.strings'); (a.strings ??= []).push(r.bytes()); return true;
       case 10: (a.tensors ??= []).push(decodeTensor(sub(r, w, 'attribute.tensors'))); return true;
-      case 11: (a.graphs ??= []).push(decodeGraph(sub(r, w, 'attribute.graphs'))); return true;
+      case 11: (a.graphs ??= []).push(decodeGraph(sub(r, w, 'attribute.graphs'), depth + 1)); return true;
       default: return false;
     }
   });
   return a;
 }
 
-function decodeNode(r: WireReader): NodeProto {
+function decodeNode(r: WireReader, depth: number): NodeProto {
   const n: NodeProto = { input: [], output: [], name: '', opType: '', domain: '', attribute: [], unknown: [] };
   n.unknown = walk(r, (r, f, w) => {
     switch (f) {
@@ -286,7 +295,7 @@ function decodeNode(r: WireReader): NodeProto {
       case 2: expectWire(w, WireType.LengthDelimited, 'node.output'); n.output.push(r.string()); return true;
       case 3: expectWire(w, WireType.LengthDelimited, 'node.name'); n.name = r.string(); return true;
       case 4: expectWire(w, WireType.LengthDelimited, 'node.op_type'); n.opType = r.string(); return true;
-      case 5: n.attribute.push(decodeAttribute(sub(r, w, 'node.attribute'))); return true;
+      case 5: n.attribute.push(decodeAttribute(sub(r, w, 'node.attribute'), depth)); return true;
       case 7: expectWire(w, WireType.LengthDelimited, 'node.domain'); n.domain = r.string(); return true;
       default: return false;
     }
@@ -294,11 +303,12 @@ function decodeNode(r: WireReader): NodeProto {
   return n;
 }
 
-export function decodeGraph(r: WireReader): GraphProto {
+export function decodeGraph(r: WireReader, depth = 0): GraphProto {
+  if (depth > MAX_GRAPH_DEPTH) throw new OnnxFormatError(`subgraphs nested more than ${MAX_GRAPH_DEPTH} deep: not a model this engine accepts`);
   const g: GraphProto = { node: [], name: '', initializer: [], input: [], output: [], valueInfo: [], unknown: [] };
   g.unknown = walk(r, (r, f, w) => {
     switch (f) {
-      case 1: g.node.push(decodeNode(sub(r, w, 'node'))); return true;
+      case 1: g.node.push(decodeNode(sub(r, w, 'node'), depth)); return true;
       case 2: expectWire(w, WireType.LengthDelimited, 'graph.name'); g.name = r.string(); return true;
       case 5: g.initializer.push(decodeTensor(sub(r, w, 'initializer'))); return true;
       case 11: g.input.push(decodeValueInfo(sub(r, w, 'graph.input'))); return true;

@@ -65,7 +65,17 @@ function listFiles(root: string): string[] {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       if (e.name.startsWith('.')) continue;
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) {
+      let isDir = e.isDirectory();
+      if (e.isSymbolicLink()) {
+        // A link is followed when it is copied: one that never reaches a file is named here.
+        try {
+          isDir = fs.statSync(path.join(dir, e.name)).isDirectory();
+        } catch (err) {
+          const loop = (err as NodeJS.ErrnoException).code === 'ELOOP';
+          throw new PackageError(`${path.join(dir, e.name)} is a symbolic link that ${loop ? 'loops back on itself' : 'points to nothing'}; remove it or point it at a real file`);
+        }
+      }
+      if (isDir) {
         if (rel.split('/').length < 3) walk(path.join(dir, e.name), r);
       } else out.push(r);
     }
@@ -121,7 +131,10 @@ export function textConfigOf(config: Record<string, unknown> | undefined, layout
 
 export function openPackage(input: string): ModelPackage {
   const abs = path.resolve(input);
-  if (!fs.existsSync(abs)) throw new PackageError(`${input}: no such file or folder`);
+  if (!fs.existsSync(abs)) {
+    const isLink = (() => { try { return fs.lstatSync(abs).isSymbolicLink(); } catch { return false; } })();
+    throw new PackageError(isLink ? `${input} is a symbolic link that loops back on itself or points to nothing` : `${input}: no such file or folder`);
+  }
   const stat = fs.statSync(abs);
   let root: string;
   let chosenFile: string | undefined;

@@ -6,8 +6,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { OnnxFile, writeOnnx, externalLocations } from '../onnx/onnxFile';
+import { discoverLayers } from '../graph/layers';
 import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { checkOutputLocation } from '../outputLocation';
+import { checkPackageConsistency } from './consistency';
 import { ModelPackage, PackageError, recordedChunks } from './modelPackage';
+import { makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
+import { partialPrefix, RECIPE_FILE, REPORT_FILE } from '../../protocol/files';
 
 export interface PruneWriteOptions {
   remove: number[];
@@ -16,8 +21,12 @@ export interface PruneWriteOptions {
   outDir: string;
   /** Replace an existing output folder (it is only removed once the new one is complete). */
   overwrite?: boolean;
-  /** Extra JSON files written at the package root (report, recipe). */
-  extraJson?: Record<string, unknown>;
+  /**
+   * Extra JSON files written at the package root (report, recipe), or a function giving them
+   * once the decoder is written (the report records its size): either way they are written
+   * once, into the temporary folder, before it is renamed into place.
+   */
+  extraJson?: Record<string, unknown> | ((written: { bytes: number }) => Record<string, unknown>);
   /** Checked between steps; throw to abort (cancel). */
   checkCancelled?: () => void;
 }
@@ -45,13 +54,15 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
   if (fs.existsSync(outDir) && !opts.overwrite) {
     throw new PackageError(`${outDir} already exists; choose another --out or pass --overwrite`);
   }
+  checkOutputLocation(outDir);
   // Read and prune before creating anything, so that a bad model or layer list leaves no folder.
   const src = OnnxFile.open(pkg.decoder);
   let tmp: string | undefined;
   try {
     const check = opts.checkCancelled ?? (() => undefined);
-    // Every external tensor readable (inside the folder, file present, long enough) before anything is written.
-    for (const t of src.initializerMap().values()) src.externalRef(t);
+    // The file is validated on opening (shapes against data, external ranges, topology);
+    // the config must describe this decoder before a copy of both is written.
+    checkPackageConsistency(pkg, src, discoverLayers(src.graph));
     // Replace weights by their original names first: removal renumbers `layers.N` names.
     let edited = src.model;
     const inits = src.initializerMap();
@@ -71,7 +82,9 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     check();
 
     fs.mkdirSync(path.dirname(outDir), { recursive: true });
-    tmp = fs.mkdtempSync(path.join(path.dirname(outDir), `.${path.basename(outDir)}.partial-`));
+    tmp = makeScratchDir(path.dirname(outDir), partialPrefix(path.basename(outDir)));
+    // The folder was made with the user's umask; copies get the source's mode under it, as cp does.
+    const allowedMode = fs.statSync(tmp).mode & 0o777;
     const decoderRel = path.relative(pkg.root, pkg.decoder);
     const outDecoder = path.join(tmp, decoderRel);
     fs.mkdirSync(path.dirname(outDecoder), { recursive: true });
@@ -100,15 +113,17 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     }
     for (const f of pkg.files) {
       if (skip.has(f) || skip.has(f.split('/').join(path.sep))) continue;
-      if (/^short-lvlm-report\.json$|^recipe\.json$/.test(f)) continue;
+      if (f === REPORT_FILE || f === RECIPE_FILE) continue;
       const dst = path.join(tmp, f);
       fs.mkdirSync(path.dirname(dst), { recursive: true });
       fs.copyFileSync(path.join(pkg.root, f), dst, fs.constants.COPYFILE_FICLONE);
+      fs.chmodSync(dst, fs.statSync(dst).mode & allowedMode);
       check();
     }
 
     updateConfig(pkg, tmp, removal.removed, removal.numLayers, path.basename(pkg.decoder), dataFiles.length);
-    for (const [name, value] of Object.entries(opts.extraJson ?? {})) {
+    const extra = typeof opts.extraJson === 'function' ? opts.extraJson({ bytes: written.bytes }) : opts.extraJson ?? {};
+    for (const [name, value] of Object.entries(extra)) {
       fs.writeFileSync(path.join(tmp, name), JSON.stringify(value, null, 1) + '\n');
     }
     check();
@@ -119,6 +134,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       fs.renameSync(tmp, outDir);
       fs.rmSync(old, { recursive: true, force: true });
     } else fs.renameSync(tmp, outDir);
+    releaseScratchDir(tmp);
+    tmp = undefined;
     return {
       outDir,
       removed: removal.removed,
@@ -128,7 +145,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       skippedVariants,
     };
   } catch (e) {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    if (tmp) removeScratchDir(tmp);
     throw e;
   } finally {
     src.close();

@@ -7,11 +7,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as ort from 'onnxruntime-node';
 
-export type Device = 'cpu' | 'cuda' | 'dml' | 'coreml';
-export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'dml', 'coreml'];
+import { DEVICES } from '../../protocol/options';
+
+export type Device = (typeof DEVICES)[number];
+export { DEVICES };
 
 const HOW_TO: Record<Exclude<Device, 'cpu'>, string> = {
-  cuda: 'needs Linux or Windows x64, CUDA 12 and cuDNN 9, and onnxruntime-node installed with its CUDA libraries: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (README, "GPUs")',
+  cuda: 'needs Linux or Windows x64, CUDA 12 and cuDNN 9, and onnxruntime-node's CUDA libraries: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (README, "GPUs")',
   dml: 'DirectML comes with onnxruntime-node on Windows x64 only (README, "GPUs")',
   coreml: 'CoreML comes with onnxruntime-node on macOS only (README, "GPUs")',
 };

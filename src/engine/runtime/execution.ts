@@ -9,8 +9,10 @@ import * as os from 'os';
 import { expectedByteLength } from '../onnx/onnxFile';
 import { ModelProto } from '../onnx/proto';
 
-export type Execution = 'auto' | 'whole' | 'layerwise';
-export const EXECUTIONS: readonly Execution[] = ['auto', 'whole', 'layerwise'];
+import { EXECUTIONS } from '../../protocol/options';
+
+export type Execution = (typeof EXECUTIONS)[number];
+export { EXECUTIONS };
 
 /** Bytes of every initializer of a model (inline or external). */
 export function weightBytes(model: ModelProto): number {

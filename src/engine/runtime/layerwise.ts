@@ -16,6 +16,7 @@ import { expectedByteLength, externalLocations, OnnxFile } from '../onnx/onnxFil
 import { encodeModel, ModelProto } from '../onnx/proto';
 import { decoderFeeds, DecoderSpec, decoderSpec, emptyCache } from './decoderRunner';
 import { Feeds, linkedCopyDir, ort, RuntimeOptions, sessionOptions, toFloat32 } from './ort';
+import { removeScratchDir } from '../scratch';
 
 export interface HiddenState {
   /** The layer this residual stream enters; numLayers once it has passed the last layer. */
@@ -197,7 +198,7 @@ export class LayerwiseDecoder {
 
   async dispose(): Promise<void> {
     await this.closePieces();
-    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+    if (this.dir) removeScratchDir(this.dir);
     this.dir = undefined;
     if (this.ownsSource) this.source.close();
   }

@@ -8,6 +8,8 @@ import * as ort from 'onnxruntime-node';
 import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/onnxFile';
 import { encodeModel, ModelProto } from '../onnx/proto';
 import { Device, providerOptions } from './device';
+import { makeScratchDir, removeScratchDir } from '../scratch';
+import { SESSION_PREFIX } from '../../protocol/files';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -68,12 +70,15 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
     return {
       session,
       dispose: async () => {
-        await session.release();
-        fs.rmSync(dir, { recursive: true, force: true });
+        try {
+          await session.release();
+        } finally {
+          removeScratchDir(dir);
+        }
       },
     };
   } catch (e) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeScratchDir(dir);
     throw e;
   }
 }
@@ -90,7 +95,7 @@ export function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   for (const parent of parents) {
     let dir: string | undefined;
     try {
-      dir = fs.mkdtempSync(path.join(parent, '.short-lvlm-session-'));
+      dir = makeScratchDir(parent, `.${SESSION_PREFIX}`);
       for (const loc of locations) {
         const link = path.join(dir, loc);
         fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -98,15 +103,20 @@ export function linkedCopyDir(source: OnnxFile, locations: string[]): string {
       }
       return dir;
     } catch {
-      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+      if (dir) removeScratchDir(dir);
     }
   }
   // Last resort (no writable folder on the model's file system): copy the data.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'short-lvlm-session-'));
-  for (const loc of locations) {
-    const dst = path.join(dir, loc);
-    fs.mkdirSync(path.dirname(dst), { recursive: true });
-    fs.copyFileSync(source.resolveExternal(loc), dst);
+  const dir = makeScratchDir(os.tmpdir(), SESSION_PREFIX);
+  try {
+    for (const loc of locations) {
+      const dst = path.join(dir, loc);
+      fs.mkdirSync(path.dirname(dst), { recursive: true });
+      fs.copyFileSync(source.resolveExternal(loc), dst);
+    }
+  } catch (e) {
+    removeScratchDir(dir);
+    throw e;
   }
   return dir;
 }

@@ -85,9 +85,44 @@ export class VlmFrontend {
     return this.tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: addGenerationPrompt }) as string;
   }
 
+  /** The string the processor expands into one token per image feature (`<image>`). */
+  get imageTokenText(): string | undefined {
+    const configured = this.processor?.config?.image_token ?? this.processor?.image_token;
+    if (typeof configured === 'string' && configured) return configured;
+    return this.imageTokenId !== undefined ? this.tokenText(this.imageTokenId) : undefined;
+  }
+
+  /**
+   * The prompt for a sample with an image. Older LLaVA-style templates render message content
+   * as a plain string (`USER: {{ content }}`) and drop the image entry of a content list; the
+   * image token then goes into the text where the entry was, as LLaVA's own prompts place it.
+   */
+  private renderWithImage(messages: ChatMessage[], addGenerationPrompt: boolean): string {
+    const token = this.imageTokenText;
+    const hasList = messages.some((m) => Array.isArray(m.content));
+    let first: string | undefined;
+    try {
+      first = this.renderPrompt(messages, addGenerationPrompt);
+    } catch (e) {
+      if (!hasList || !token) throw e; // a string-only template may also fail on a list: try the text form
+    }
+    if (first !== undefined && (!token || !hasList || first.includes(token))) return first;
+    const asText = messages.map((m) => ({
+      ...m,
+      content: Array.isArray(m.content) ? m.content.map((c) => (c.type === 'image' ? `${token}\n` : c.text)).join('') : m.content,
+    }));
+    const second = this.renderPrompt(asText, addGenerationPrompt);
+    if (second.includes(token!)) return second;
+    const file = ['chat_template.jinja', 'chat_template.json', 'tokenizer_config.json'].find((f) => this.pkg.files.includes(f)) ?? 'tokenizer_config.json';
+    throw new Error(
+      `the chat template in ${path.join(this.pkg.root, file)} drops the image: its prompt holds no ${token} token, ` +
+        `neither for a content list with an image entry nor for text containing ${token}; the template must render the image`,
+    );
+  }
+
   async encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded> {
     const t = await transformers();
-    const text = this.renderPrompt(messages, addGenerationPrompt);
+    const text = imagePath ? this.renderWithImage(messages, addGenerationPrompt) : this.renderPrompt(messages, addGenerationPrompt);
     let ids: number[];
     let imageFeatures: Float32Array | undefined;
     let featureDims: readonly number[] = [];
@@ -121,7 +156,10 @@ export class VlmFrontend {
       const positions = ids.flatMap((id, i) => (id === this.imageTokenId ? [i] : []));
       const nFeat = imageFeatures.length / hidden;
       if (positions.length !== nFeat) {
-        throw new Error(`the prompt has ${positions.length} image tokens but the vision encoder produced ${nFeat} features: processor_config.json and the vision encoder disagree`);
+        const cause = positions.length === 0
+          ? `the prompt built from the chat template holds no image token (id ${this.imageTokenId}, config image_token_index): the template or the config's image token is wrong`
+          : 'processor_config.json (patch_size, num_additional_image_tokens) and the vision encoder disagree';
+        throw new Error(`the prompt has ${positions.length} image tokens but the vision encoder produced ${nFeat} features: ${cause}`);
       }
       positions.forEach((p, k) => {
         embeds.set(imageFeatures!.subarray(k * hidden, (k + 1) * hidden), p * hidden);

@@ -1,0 +1,118 @@
+// The engine's API as the extension host and the CLI see it: one method per job, each taking
+// plain JSON arguments and answering a plain JSON result. Requests, results and the engine
+// process's messages are derived from this interface (messages.ts), so a job's result type is
+// declared once, here, and the host never names an engine module.
+
+import type { BenchmarkReport, BenchRow, PruneOptions } from './report';
+
+/** Where a long job is: the stage, items done of total, and an estimate of the time left. */
+export interface Progress {
+  stage: string;
+  done: number;
+  total: number;
+  etaSeconds?: number;
+}
+
+export interface WeightInfo {
+  name: string;
+  shape: number[];
+  dtype: string;
+  layout: 'in,out' | 'out,in';
+}
+
+/** `inspect`: what the engine understands of a model package. */
+export interface InspectReport {
+  root: string;
+  layout: string;
+  decoder: string;
+  variant: string;
+  otherDecoderVariants: string[];
+  embedTokens?: string;
+  visionEncoder?: string;
+  files: { path: string; bytes: number }[];
+  externalData: string[];
+  attentionStyle: string;
+  numLayers: number;
+  configLayers?: number;
+  hiddenSize?: number;
+  numHeads?: number;
+  numKvHeads?: number;
+  headDim?: number;
+  vocabSize?: number;
+  embeddings: string;
+  logits: string;
+  layers: {
+    index: number;
+    kvIndex: number;
+    residualIn: string;
+    residualOut: string;
+    attention: string;
+    oProj?: WeightInfo;
+    downProj?: WeightInfo;
+    inputWeights: WeightInfo[];
+  }[];
+  warnings: string[];
+}
+
+export interface InspectArgs {
+  model: string;
+}
+
+/** How a job runs (options.ts RUN_OPTION_SPECS): not part of the method or its report. */
+export interface RunOptions {
+  threads?: number;
+  /** onnxruntime execution provider (default cpu). */
+  device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
+  /** Calibration's decoder execution (default auto). Commands that do not calibrate ignore it. */
+  execution?: 'auto' | 'whole' | 'layerwise';
+}
+
+export interface PruneArgs extends RunOptions {
+  model: string;
+  calib?: string;
+  out?: string;
+  overwrite?: boolean;
+  /** Re-apply a recorded pruning (recipe.json) instead of choosing layers. */
+  recipe?: string;
+  options: Partial<PruneOptions>;
+}
+
+export interface PruneSummary {
+  out: string;
+  removed: number[];
+  ratio: number;
+  numLayers: number;
+  method: string;
+  scp: boolean;
+  /** The report written into the package (absent for packages made without calibration). */
+  report?: string;
+  seconds: number;
+}
+
+export interface BenchArgs extends RunOptions {
+  models: string[];
+  eval: string;
+  samples?: number;
+  /** Store the comparison in the report of every benchmarked package that has one (default true). */
+  save?: boolean;
+}
+
+export interface BenchOutcome {
+  /** One row per model, the first being the reference. */
+  benchmark: BenchmarkReport;
+  /** Reports the comparison was stored in. */
+  reports: string[];
+}
+
+/** The jobs of the engine process. Each method's argument and result travel as JSON. */
+export interface EngineApi {
+  inspect(a: InspectArgs): InspectReport;
+  prune(a: PruneArgs): PruneSummary;
+  bench(a: BenchArgs): BenchOutcome;
+}
+
+export type JobType = keyof EngineApi;
+export type JobArgs<K extends JobType> = Parameters<EngineApi[K]>[0];
+export type JobResult<K extends JobType> = ReturnType<EngineApi[K]>;
+
+export type { BenchRow };
