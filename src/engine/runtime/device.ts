@@ -13,7 +13,7 @@ export type Device = (typeof DEVICES)[number];
 export { DEVICES };
 
 const HOW_TO: Record<Exclude<Device, 'cpu'>, string> = {
-  cuda: 'needs Linux or Windows x64, CUDA 12 and cuDNN 9, and onnxruntime-node's CUDA libraries: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (README, "GPUs")',
+  cuda: 'needs Linux or Windows x64, CUDA 12 and cuDNN 9, and the CUDA libraries of onnxruntime-node: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (README, "GPUs")',
   dml: 'DirectML comes with onnxruntime-node on Windows x64 only (README, "GPUs")',
   coreml: 'CoreML comes with onnxruntime-node on macOS only (README, "GPUs")',
 };
