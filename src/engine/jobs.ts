@@ -2,7 +2,9 @@
 // takes plain JSON-able arguments (the EngineApi of src/protocol) and reports progress
 // through hooks. Every check that can fail on the user's input runs before calibration.
 
+import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { toBenchmarkReport, attachBenchmark } from './bench/attach';
 import { benchModels } from './bench/evaluate';
@@ -23,6 +25,18 @@ import { checkAgainstModel } from '../protocol/options';
 import { PruneOptions, Recipe, RECIPE_FORMAT } from '../protocol/report';
 
 export type { BenchArgs, BenchOutcome, PruneArgs, PruneSummary };
+
+/**
+ * Where a calibration for output folder `out` keeps its running sums: in the system's temporary
+ * folder, keyed by the output path, so that re-running the same command resumes a killed
+ * calibration while nothing is left in the user's folders.
+ */
+export function calibrationCheckpoint(out: string): string {
+  const key = crypto.createHash('sha256').update(path.resolve(out)).digest('hex').slice(0, 24);
+  const dir = path.join(os.tmpdir(), 'short-lvlm-resume');
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, `${key}.json`);
+}
 
 export function defaultOutDir(root: string, tag: string): string {
   return path.join(path.dirname(root), outputName(path.basename(root), tag));
@@ -116,8 +130,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const samples = loadCalibration(a.calib, o.samples);
   const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
   hooks.log?.(`decoder execution: ${cs.execution.reason}`);
-  // Beside the output folder, so re-running the same command resumes a killed calibration.
-  const checkpoint = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.calibration.json`);
+  const checkpoint = calibrationCheckpoint(out);
   try {
     const timings: Record<string, number> = {};
     const t = Date.now();

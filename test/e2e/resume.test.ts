@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { calibrationCheckpoint } from '../../src/engine/jobs';
 import { Report } from '../../src/protocol/report';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -17,7 +18,7 @@ const CALIB = path.join(ROOT, 'data', 'tiny-vqa', 'calib.json');
 const N = 32;
 
 const args = (out: string) => [CLI, 'prune', TINY, '--calib', CALIB, '--samples', String(N), '--no-scp', '--execution', 'whole', '--out', out];
-const checkpointOf = (out: string) => path.join(path.dirname(out), `.${path.basename(out)}.calibration.json`);
+const checkpointOf = (out: string) => calibrationCheckpoint(out);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function samplesDone(file: string): number {
@@ -50,6 +51,7 @@ test('a calibration killed halfway resumes to the statistics of an uninterrupted
     const at = samplesDone(cp);
     assert.ok(at >= N / 4 && at < N, `checkpoint after ${at} of ${N} samples`);
     assert.ok(!fs.existsSync(out), 'no output from the killed run');
+    assert.deepEqual(fs.readdirSync(tmp).sort(), ['uninterrupted'], 'nothing beside the output: the checkpoint is kept in the temporary folder');
 
     const r1 = spawnSync(process.execPath, args(out), { encoding: 'utf8' });
     assert.equal(r1.status, 0, r1.stderr);
