@@ -15,7 +15,7 @@ import { stderrProgress } from './engine/progress';
 import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
 import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
 import type { RunOptions } from './protocol/engineApi';
-import { allowedText, DEFAULT_PRUNE_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
+import { allowedText, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
 import type { PruneOptions } from './protocol/report';
 import { version } from '../package.json';
 
@@ -39,7 +39,7 @@ function tableFlags(table: Record<string, OptionSpec>, defaults: Record<string, 
 }
 /** prune's method options (PruneOptions) and every job's run options. */
 const optionFlags = tableFlags(PRUNE_OPTION_SPECS, { ...DEFAULT_PRUNE_OPTIONS });
-const runFlags = tableFlags(RUN_OPTION_SPECS);
+const runFlags = tableFlags(RUN_OPTION_SPECS, { ...DEFAULT_RUN_OPTIONS });
 
 const COMMANDS: Record<string, CommandSpec> = {
   inspect: {
@@ -168,7 +168,7 @@ async function prune(p: Parsed): Promise<void> {
   }
   const r = await pruneJob(
     { model: p.positionals[0], calib, out: str(p, 'out'), overwrite: has(p, 'overwrite'), recipe, ...run, options },
-    { onProgress: stderrProgress(has(p, 'quiet')) },
+    { onProgress: stderrProgress(has(p, 'quiet')), log: has(p, 'quiet') ? undefined : (line) => process.stderr.write(`${line}\n`) },
   );
   for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
   if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');

@@ -2,7 +2,9 @@
 // takes plain JSON-able arguments (the EngineApi of src/protocol) and reports progress
 // through hooks. Every check that can fail on the user's input runs before calibration.
 
+import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { toBenchmarkReport, attachBenchmark } from './bench/attach';
 import { benchModels } from './bench/evaluate';
@@ -23,6 +25,18 @@ import { checkAgainstModel } from '../protocol/options';
 import { PruneOptions, Recipe, RECIPE_FORMAT } from '../protocol/report';
 
 export type { BenchArgs, BenchOutcome, PruneArgs, PruneSummary };
+
+/**
+ * Where a calibration for output folder `out` keeps its running sums: in the system's temporary
+ * folder, keyed by the output path, so that re-running the same command resumes a killed
+ * calibration while nothing is left in the user's folders.
+ */
+export function calibrationCheckpoint(out: string): string {
+  const key = crypto.createHash('sha256').update(path.resolve(out)).digest('hex').slice(0, 24);
+  const dir = path.join(os.tmpdir(), 'short-lvlm-resume');
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, `${key}.json`);
+}
 
 export function defaultOutDir(root: string, tag: string): string {
   return path.join(path.dirname(root), outputName(path.basename(root), tag));
@@ -115,13 +129,16 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const samples = loadCalibration(a.calib, o.samples);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
+  hooks.log?.(`decoder execution: ${cs.execution.reason}`);
+  const checkpoint = calibrationCheckpoint(out);
   try {
     const timings: Record<string, number> = {};
     const t = Date.now();
-    const stats = await runCalibration(cs, samples, o, hooks);
+    const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
+    fs.rmSync(checkpoint, { force: true });
     // SCP may be skipped for a family (a norm after the projected weight): say so, not "+ SCP".
     return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants };
   } finally {
@@ -137,6 +154,7 @@ export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<Benc
   const items = loadEval(a.eval, a.samples);
   const measured = await benchModels(a.models, items, {
     threads: a.threads,
+    device: a.device,
     checkCancelled: hooks.checkCancelled,
     onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
   });

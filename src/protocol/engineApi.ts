@@ -65,6 +65,10 @@ export interface InspectArgs {
 /** How a job runs (options.ts RUN_OPTION_SPECS): not part of the method or its report. */
 export interface RunOptions {
   threads?: number;
+  /** onnxruntime execution provider (default cpu). */
+  device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
+  /** Calibration's decoder execution (default auto). Commands that do not calibrate ignore it. */
+  execution?: 'auto' | 'whole' | 'layerwise';
 }
 
 export interface PruneArgs extends RunOptions {

@@ -11,6 +11,10 @@ export const METHODS = ['svl', 'cosine', 'text', 'visual', 'random'] as const;
 export const SCP_TARGETS = ['down_proj', 'o_proj', 'input'] as const;
 export const KEEP_MODES = ['count', 'nucleus'] as const;
 export const FEATURE_MODES = ['kept', 'all', 'last'] as const;
+/** onnxruntime execution providers the engine can ask for. */
+export const DEVICES = ['cpu', 'cuda', 'dml', 'coreml'] as const;
+/** How calibration runs the decoder: chosen from its size and free memory, whole graph, or layer by layer. */
+export const EXECUTIONS = ['auto', 'whole', 'layerwise'] as const;
 
 /** Fraction of the decoder layers removed: round(ratio x L) layers, ratio in (0, 0.5]. */
 export const RATIO_RANGE = { min: 0, max: 0.5, minExclusive: true } as const;
@@ -61,9 +65,14 @@ export type PruneOptionKey = keyof typeof PRUNE_OPTION_SPECS;
  */
 export const RUN_OPTION_SPECS = {
   threads: { kind: 'integer', flag: 'threads', setting: 'threads', min: 0, arg: 'n', help: "onnxruntime's intra-op threads (0: its own choice)" },
+  device: { kind: 'enum', flag: 'device', setting: 'device', values: DEVICES, help: 'onnxruntime execution provider; cuda, dml and coreml need a matching onnxruntime-node (README, GPUs)' },
+  execution: { kind: 'enum', flag: 'execution', setting: 'execution', values: EXECUTIONS, help: 'calibration: whole decoder graph, one layer at a time, or auto (by decoder size and free memory)' },
 } satisfies Record<string, OptionSpec>;
 
 export type RunOptionKey = keyof typeof RUN_OPTION_SPECS;
+
+/** Run options with a named default (the others default to "let the engine decide"). */
+export const DEFAULT_RUN_OPTIONS = { device: 'cpu', execution: 'auto' } as const;
 
 export const DEFAULT_PRUNE_OPTIONS: PruneOptions = {
   ratio: 0.3,

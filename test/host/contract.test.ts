@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { outputName, outputTag, REPORT_FILE } from '../../src/protocol/files';
 import { PANEL_KINDS, panelViewType, REPORT_VIEW_TYPE } from '../../src/protocol/messages';
-import { DEFAULT_PRUNE_OPTIONS, METHODS, OptionError, optionsFromSettings, OptionSpec, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from '../../src/protocol/options';
+import { DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, METHODS, OptionError, optionsFromSettings, OptionSpec, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from '../../src/protocol/options';
 import { VARIANTS, writeVariant } from '../support/engineFixtures';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
@@ -27,7 +27,7 @@ function sources(dir: string): string[] {
 const read = (rel: string) => fs.readFileSync(path.join(repo, rel), 'utf8');
 
 test('package.json settings follow the option table: names, allowed values, defaults, bounds', () => {
-  const defaults: Record<string, unknown> = { ...DEFAULT_PRUNE_OPTIONS };
+  const defaults: Record<string, unknown> = { ...DEFAULT_PRUNE_OPTIONS, ...DEFAULT_RUN_OPTIONS };
   for (const [key, s] of Object.entries({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }) as [string, OptionSpec][]) {
     if (!s.setting) continue;
     const p = props[`shortLvlm.${s.setting}`];

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { attentionFromQK } from '../../src/engine/method/fusedAttention';
-import { headMean, selectTokens, tokenImportance } from '../../src/engine/method/tis';
+import { headMean, selectTokens, tisFromSums, tokenImportance } from '../../src/engine/method/tis';
 import { bidirectionalImageBlocks } from '../../src/engine/runtime/family';
 import { Rng } from '../support/prng';
 
@@ -450,6 +450,16 @@ test('TIS and head averaging with bidirectional image blocks (Gemma 3 style) fol
   // The causal reading of the same map differs (image token 4 is seen by image row 3 too).
   const causal = tokenImportance({ probs: att.probs, seqLen: S }, isImage);
   assert.ok(Math.abs(causal[4] - ref[4]) > 1e-6);
+  // The in-graph statistics' sums run over every row and column (masked probabilities are
+  // zero); the counts come from the mask: the same scores.
+  const fromVis = new Float64Array(S);
+  const fromText = new Float64Array(S);
+  const toVis = new Float64Array(S);
+  for (let r = 0; r < S; r++) for (let c = 0; c < S; c++) {
+    (isImage[r] ? fromVis : fromText)[c] += A[r][c];
+    if (isImage[c]) toVis[r] += A[r][c];
+  }
+  assertClose(tisFromSums(fromVis, fromText, toVis, isImage, lastKey), ref, 1e-12, 'TIS from whole-matrix sums under the block mask');
 
   // Fused attention recomputed under the same mask: an independent masked softmax.
   const headDim = 4;

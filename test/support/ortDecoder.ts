@@ -51,3 +51,15 @@ export function maxAbs(a: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
 }
+
+/**
+ * Decoder inputs other than the KV cache for one prompt pass of raw embeddings (batch 1):
+ * mask of ones, positions 0..S-1 (runners drop what a graph does not take).
+ */
+export function plainFeeds(embeds: Float32Array, seqLen: number): Record<string, ort.Tensor> {
+  return {
+    inputs_embeds: new ort.Tensor('float32', embeds, [1, seqLen, embeds.length / seqLen]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(seqLen).fill(1n), [1, seqLen]),
+    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seqLen }, (_, i) => BigInt(i)), [1, seqLen]),
+  };
+}

@@ -86,7 +86,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
   const pkg = openPackage(a.model);
   const samples: CalibSample[] = loadCalibration(a.calib, a.samples);
   const items: EvalItem[] = loadEval(a.eval, a.evalSamples);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, device: a.device, execution: a.execution });
   try {
     const L = cs.numLayers;
     const candidates = defaultCandidates(L);
@@ -98,11 +98,11 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
     const encoded: Feeds[] = [];
     for (let i = 0; i < items.length; i++) {
       const enc = await cs.frontend.encode(evalMessages(items[i]), items[i].image, true);
-      encoded.push((await cs.frontend.prefill(enc, cs.runner)).feeds);
+      encoded.push(await cs.frontend.prepare(enc, cs.view));
       hooks.onProgress?.({ stage: 'encode', done: i + 1, total: items.length });
     }
     const score = async (model: ModelProto, ref?: Scored): Promise<Scored & { agreement?: number; klMean?: number }> => {
-      const runner = await DecoderRunner.fromModel(model, cs.source, { threads: a.threads }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+      const runner = await DecoderRunner.fromModel(model, cs.source, { threads: a.threads, device: a.device }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       try {
         const fam: Record<string, { n: number; c: number }> = {};
         const logits: Float32Array[] = [];

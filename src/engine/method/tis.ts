@@ -41,21 +41,42 @@ export function headMean(probs: Float32Array | Float64Array, heads: number, S: n
 export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64Array {
   const S = att.seqLen;
   const A = att.probs;
-  const tis = new Float64Array(S);
   const lastKey = att.lastKey;
-  // Per column: sums and counts of attention received from visual and text rows that see it
-  // (causal: row >= col). Counts via a difference array: row r sees columns 0..last(r).
+  // Per column: attention received from visual and text rows that see it; per row: attention
+  // given to the visual columns it sees.
   const fromVis = new Float64Array(S);
   const fromText = new Float64Array(S);
+  const toVis = new Float64Array(S);
+  for (let r = 0; r < S; r++) {
+    const target = isImage[r] ? fromVis : fromText;
+    const last = lastVisible(lastKey, r);
+    for (let c = 0; c <= last; c++) {
+      target[c] += A[r * S + c];
+      if (isImage[c]) toVis[r] += A[r * S + c];
+    }
+  }
+  return tisFromSums(fromVis, fromText, toVis, isImage, lastKey);
+}
+
+/**
+ * Token importance from the attention sums (what each token receives from visual and from
+ * text queries, what it gives visual keys). The counts of rows and columns that can see each
+ * other follow from the mask (`lastKey`, absent = causal) and the modality of each position;
+ * the sums themselves need nothing more, masked probabilities being zero.
+ */
+export function tisFromSums(fromVis: ArrayLike<number>, fromText: ArrayLike<number>, toVis: ArrayLike<number>, isImage: Uint8Array, lastKey?: Int32Array): Float64Array {
+  const S = isImage.length;
+  const tis = new Float64Array(S);
   const nVis = new Float64Array(S);
   const nText = new Float64Array(S);
+  // Counts via difference arrays: row r sees columns 0..last(r), and visSeen[r] is the number
+  // of visual columns among them (a prefix count).
   const endVis = new Float64Array(S + 1);
   const endText = new Float64Array(S + 1);
+  const visPrefix = new Float64Array(S + 1);
   for (let r = 0; r < S; r++) {
-    const last = lastVisible(lastKey, r);
-    (isImage[r] ? endVis : endText)[last]++;
-    const target = isImage[r] ? fromVis : fromText;
-    for (let c = 0; c <= last; c++) target[c] += A[r * S + c];
+    (isImage[r] ? endVis : endText)[lastVisible(lastKey, r)]++;
+    visPrefix[r + 1] = visPrefix[r] + (isImage[r] ? 1 : 0);
   }
   let visAfter = 0;
   let textAfter = 0;
@@ -69,16 +90,8 @@ export function tokenImportance(att: AttentionMap, isImage: Uint8Array): Float64
     if (isImage[i]) {
       tis[i] = meanOfTerms(nVis[i] ? fromVis[i] / nVis[i] : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     } else {
-      let visSum = 0;
-      let visSeen = 0;
-      const last = lastVisible(lastKey, i);
-      for (let c = 0; c <= last; c++) {
-        if (isImage[c]) {
-          visSum += A[i * S + c];
-          visSeen++;
-        }
-      }
-      tis[i] = meanOfTerms(visSeen ? visSum / visSeen : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
+      const visSeen = visPrefix[lastVisible(lastKey, i) + 1];
+      tis[i] = meanOfTerms(visSeen ? toVis[i] / visSeen : undefined, nText[i] ? fromText[i] / nText[i] : undefined);
     }
   }
   return tis;

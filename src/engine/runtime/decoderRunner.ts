@@ -4,7 +4,7 @@
 // attention styles.
 
 import { OnnxFile } from '../onnx/onnxFile';
-import { DataType, GraphProto, ModelProto } from '../onnx/proto';
+import { DATA_TYPE_NAMES, DataType, GraphProto, ModelProto, ValueInfoProto } from '../onnx/proto';
 import { Feeds, openEditedSession, openSession, ort, OwnedSession, RuntimeOptions, toFloat32 } from './ort';
 
 export interface DecoderSpec {
@@ -60,6 +60,49 @@ export function decoderSpec(g: GraphProto, fallback: { kvHeads?: number; headDim
   };
 }
 
+/** Empty KV-cache inputs shaped for this decoder (batch 1). */
+export function emptyCacheFeeds(s: DecoderSpec): Feeds {
+  const feeds: Feeds = {};
+  const empty = () => (s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]));
+  for (const p of s.past) for (const n of [p.key, p.value]) feeds[n] = empty();
+  return feeds;
+}
+
+/** Feeds without the KV cache inputs of `s`. */
+export function withoutCache(s: DecoderSpec, feeds: Feeds): Feeds {
+  const cache = new Set(s.past.flatMap((p) => [p.key, p.value]));
+  return Object.fromEntries(Object.entries(feeds).filter(([k]) => !cache.has(k)));
+}
+
+/** What a frontend reads of a decoder session to build its inputs: names and metadata. */
+export type SessionInfo = Pick<ort.InferenceSession, 'inputNames' | 'outputNames' | 'inputMetadata' | 'outputMetadata'>;
+
+/** A decoder as a frontend sees it before running it (a DecoderRunner is one). */
+export interface DecoderView {
+  readonly session: SessionInfo;
+  readonly spec: DecoderSpec;
+}
+
+function valueMetadata(v: ValueInfoProto): ort.InferenceSession.ValueMetadata {
+  if (v.elemType === undefined) return { name: v.name, isTensor: false };
+  const shape = (v.shape ?? []).map((d) => d.value ?? d.param ?? '');
+  return { name: v.name, isTensor: true, type: DATA_TYPE_NAMES[v.elemType] as ort.Tensor.Type, shape };
+}
+
+/**
+ * A decoder graph's inputs and outputs as its session would report them, without opening
+ * one: lets a frontend prepare the decoder's inputs for a layer-wise run.
+ */
+export function decoderView(g: GraphProto, fallback: { kvHeads?: number; headDim?: number; hidden?: number } = {}): DecoderView {
+  const session: SessionInfo = {
+    inputNames: g.input.map((v) => v.name),
+    outputNames: g.output.map((v) => v.name),
+    inputMetadata: g.input.map(valueMetadata),
+    outputMetadata: g.output.map(valueMetadata),
+  };
+  return { session, spec: decoderSpec(g, fallback) };
+}
+
 export class DecoderRunner {
   private constructor(
     readonly session: ort.InferenceSession,
@@ -95,8 +138,15 @@ export class DecoderRunner {
 
   /** Feeds without the KV cache: what a family's model class prepared for the decoder. */
   withoutCache(feeds: Feeds): Feeds {
-    const cache = new Set(this.spec.past.flatMap((p) => [p.key, p.value]));
-    return Object.fromEntries(Object.entries(feeds).filter(([k]) => !cache.has(k)));
+    return withoutCache(this.spec, feeds);
+  }
+
+  /** `inputs` restricted to this session's inputs, missing cache inputs empty. */
+  feedsFor(inputs: Feeds): Feeds {
+    const names = new Set(this.session.inputNames);
+    const feeds: Feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => names.has(k)));
+    for (const [n, t] of Object.entries(emptyCacheFeeds(this.spec))) feeds[n] ??= t;
+    return feeds;
   }
 
   /**
@@ -106,10 +156,7 @@ export class DecoderRunner {
    */
   async run(inputs: Feeds, fetch: string[] = []): Promise<StepResult> {
     const s = this.spec;
-    const names = new Set(this.session.inputNames);
-    const feeds: Feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => names.has(k)));
-    const empty = () => (s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]));
-    for (const p of s.past) for (const n of [p.key, p.value]) feeds[n] ??= empty();
+    const feeds = this.feedsFor(inputs);
     const wanted = [...new Set([...this.session.outputNames, ...fetch])];
     const out = await this.session.run(feeds, wanted);
     const logitsT = out[s.logits];
@@ -117,6 +164,11 @@ export class DecoderRunner {
     const all = toFloat32(logitsT);
     return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out };
   }
+}
+
+/** Fetches only `names` (no logits, no cache) for one pass over prepared inputs with an empty past. */
+export async function runOutputs(r: DecoderRunner, inputs: Feeds, names: string[]): Promise<Record<string, ort.Tensor>> {
+  return r.session.run(r.feedsFor(inputs), names);
 }
 
 export function argmax(v: Float32Array): number {

@@ -6,9 +6,9 @@
 // models as genai's pipeline runs them (genaiFrontend.ts).
 
 import { ModelPackage } from '../package/modelPackage';
-import { DecoderRunner } from './decoderRunner';
+import { DecoderRunner, DecoderView } from './decoderRunner';
 import { GenaiFrontend } from './genaiFrontend';
-import { RuntimeOptions } from './ort';
+import { Feeds, RuntimeOptions } from './ort';
 import { ChatMessage, Encoded, Generation, Prefill, VlmFrontend } from './vlmFrontend';
 
 export interface Frontend {
@@ -16,6 +16,11 @@ export interface Frontend {
   encode(messages: ChatMessage[], imagePath: string | undefined, addGenerationPrompt: boolean): Promise<Encoded>;
   /** The prompt pass through `runner`, fetching `fetch` (instrumentation taps) too. */
   prefill(enc: Encoded, runner: DecoderRunner, fetch?: string[]): Promise<Prefill>;
+  /**
+   * The decoder inputs (KV cache left out) the prompt pass gets, without running the decoder:
+   * what a layer-wise run feeds its prologue (M-RoPE position ids included).
+   */
+  prepare(enc: Encoded, decoder: DecoderView): Promise<Feeds>;
   generate(enc: Encoded, runner: DecoderRunner, maxNewTokens?: number): Promise<Generation>;
   decode(tokens: number[]): string;
   /** One token as text for display, special tokens included. */

@@ -19,7 +19,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
 import type { Frontend } from './frontend';
-import { DecoderRunner } from './decoderRunner';
+import { DecoderRunner, DecoderView, SessionInfo } from './decoderRunner';
 import { greedyAnswer } from './greedy';
 import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 import { ChatContent, ChatMessage, Encoded, Generation, Prefill, transformers } from './vlmFrontend';
@@ -121,7 +121,7 @@ interface GenaiDecoderIo {
 }
 
 export class GenaiFrontend implements Frontend {
-  private readonly ioByRunner = new WeakMap<DecoderRunner, GenaiDecoderIo>();
+  private readonly ioByRunner = new WeakMap<DecoderView, GenaiDecoderIo>();
 
   private constructor(
     readonly pkg: ModelPackage,
@@ -248,20 +248,36 @@ export class GenaiFrontend implements Frontend {
    */
   async decoderStep(runner: DecoderRunner, embeds: Float32Array, seqLen: number, cache?: GenaiCache, fetch: string[] = []): Promise<GenaiStep> {
     const io = this.decoderIo(runner);
-    const past = cache?.length ?? 0;
-    const total = past + seqLen;
-    const s = runner.spec;
-    const feeds: Feeds = { [io.embeds]: floatInput(runner.session, io.embeds, embeds, [1, seqLen, s.hidden]) };
-    if (io.attentionMask) feeds[io.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
-    if (io.positionIds) feeds[io.positionIds] = int64Tensor(Array.from({ length: seqLen }, (_, i) => past + i), [1, seqLen]);
-    const empty = s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]);
-    io.past.forEach((name, i) => (feeds[name] = cache?.tensors[i] ?? empty));
+    const total = (cache?.length ?? 0) + seqLen;
+    const feeds = this.stepFeeds(runner, embeds, seqLen, cache);
     const out = await runner.session.run(feeds, [...new Set([io.logits, ...io.present, ...fetch])]);
     const logits = out[io.logits];
     const vocab = logits.dims[logits.dims.length - 1];
     const all = toFloat32(logits);
     const inputs: Feeds = Object.fromEntries(Object.entries(feeds).filter(([name]) => !io.past.includes(name)));
     return { lastLogits: all.slice(all.length - vocab), vocab, outputs: out, feeds: inputs, cache: { length: total, tensors: io.present.map((n) => out[n]) } };
+  }
+
+  /** genai's decoder inputs for `seqLen` new positions after `cache` (empty cache when absent). */
+  private stepFeeds(decoder: DecoderView, embeds: Float32Array, seqLen: number, cache?: GenaiCache): Feeds {
+    const io = this.decoderIo(decoder);
+    const past = cache?.length ?? 0;
+    const total = past + seqLen;
+    const s = decoder.spec;
+    const feeds: Feeds = { [io.embeds]: floatInput(decoder.session, io.embeds, embeds, [1, seqLen, s.hidden]) };
+    if (io.attentionMask) feeds[io.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
+    if (io.positionIds) feeds[io.positionIds] = int64Tensor(Array.from({ length: seqLen }, (_, i) => past + i), [1, seqLen]);
+    const empty = s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]);
+    io.past.forEach((name, i) => (feeds[name] = cache?.tensors[i] ?? empty));
+    return feeds;
+  }
+
+  async prepare(enc: Encoded, decoder: DecoderView): Promise<Feeds> {
+    const g = genaiEncoded(enc);
+    const io = this.decoderIo(decoder);
+    const feeds = this.stepFeeds(decoder, g.embeds, g.seqLen);
+    for (const n of io.past) delete feeds[n];
+    return feeds;
   }
 
   async prefill(enc: Encoded, runner: DecoderRunner, fetch: string[] = []): Promise<Prefill> {
@@ -282,7 +298,7 @@ export class GenaiFrontend implements Frontend {
   }
 
   /** The decoder's input/output names from genai_config.json, checked against the graph. */
-  private decoderIo(runner: DecoderRunner): GenaiDecoderIo {
+  private decoderIo(runner: DecoderView): GenaiDecoderIo {
     const cached = this.ioByRunner.get(runner);
     if (cached) return cached;
     const d = this.model.decoder;
@@ -337,7 +353,7 @@ function retag(content: ChatContent): string {
   return content.map((c) => (c.type === 'image' ? `<|image_${++n}|>\n` : c.text)).join('');
 }
 
-function floatInput(session: ort.InferenceSession, name: string, data: Float32Array, dims: readonly number[]): ort.Tensor {
+function floatInput(session: SessionInfo, name: string, data: Float32Array, dims: readonly number[]): ort.Tensor {
   const meta = session.inputMetadata.find((m) => m.name === name);
   return floatTensor(meta?.isTensor && meta.type === 'float16' ? 'float16' : 'float32', data, [...dims]);
 }

@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
-import { DecoderRunner, StepResult } from './decoderRunner';
+import { DecoderRunner, DecoderView, SessionInfo, StepResult, withoutCache } from './decoderRunner';
 import { Family, FamilyError, imagesFirst, ProcessorOutputs, resolveFamily } from './family';
 import type { Frontend } from './frontend';
 import { greedyAnswer } from './greedy';
@@ -67,24 +67,29 @@ export interface Generation {
   decodeMs: number;
 }
 
-/** What the family's class sees as its decoder session; each run goes to the current target. */
+/**
+ * What the family's class sees as its decoder session; each run goes to the current target.
+ * A target without a runner only records the inputs (for layer-wise runs, which feed them to
+ * their own prologue) and returns no outputs.
+ */
 class DecoderSlot {
-  target?: { runner: DecoderRunner; fetch: string[]; last?: StepResult; feeds?: Feeds };
+  target?: { runner?: DecoderRunner; view: DecoderView; fetch: string[]; last?: StepResult; feeds?: Feeds };
 
-  private get session(): ort.InferenceSession {
+  private get session(): SessionInfo {
     if (!this.target) throw new Error('decoder called outside a routed run');
-    return this.target.runner.session;
+    return this.target.view.session;
   }
   get inputNames() { return this.session.inputNames; }
   get outputNames() { return this.session.outputNames; }
-  get inputMetadata() { return (this.session as any).inputMetadata; }
-  get outputMetadata() { return (this.session as any).outputMetadata; }
+  get inputMetadata() { return this.session.inputMetadata; }
+  get outputMetadata() { return this.session.outputMetadata; }
 
   async run(feeds: Feeds): Promise<Record<string, ort.Tensor>> {
     const t = this.target!;
+    t.feeds = feeds;
+    if (!t.runner) return {};
     const r = await t.runner.run(feeds, t.fetch);
     t.last = r;
-    t.feeds = feeds;
     // transformers.js reads logits and present.* only; taps stay with the engine.
     const names = new Set(t.runner.session.outputNames);
     return Object.fromEntries(Object.entries(r.outputs).filter(([k]) => names.has(k)));
@@ -268,7 +273,7 @@ export class VlmFrontend implements Frontend {
 
   /** Runs `fn` with the family's decoder calls going to `runner` (fetching `fetch` too). */
   private async routed<T>(runner: DecoderRunner, fetch: string[], fn: () => Promise<T>): Promise<T> {
-    this.slot.target = { runner, fetch };
+    this.slot.target = { runner, view: runner, fetch };
     try {
       return await fn();
     } finally {
@@ -298,12 +303,30 @@ export class VlmFrontend implements Frontend {
     return this.routed(runner, fetch, async () => {
       const { step, feeds } = await this.forward(this.firstInputs(enc).modelInputs);
       const e = feeds[runner.spec.embeds];
-      if (e.dims[1] !== enc.seqLen) {
-        // Token-level figures (TIS, kept tokens) index the processor's ids.
-        throw new FamilyError(`model family "${this.family.modelType}": its class gave the decoder ${e.dims[1]} positions for a ${enc.seqLen}-token prompt; families that change the sequence length when merging image features are not supported`);
-      }
+      this.checkLength(enc, e);
       return { ...step, feeds: runner.withoutCache(feeds), embeds: toFloat32(e), hidden: e.dims[e.dims.length - 1] };
     });
+  }
+
+  private checkLength(enc: Encoded, embeds: ort.Tensor): void {
+    if (embeds.dims[1] !== enc.seqLen) {
+      // Token-level figures (TIS, kept tokens) index the processor's ids.
+      throw new FamilyError(`model family "${this.family.modelType}": its class gave the decoder ${embeds.dims[1]} positions for a ${enc.seqLen}-token prompt; families that change the sequence length when merging image features are not supported`);
+    }
+  }
+
+  /** The decoder inputs the prompt pass would get (KV cache left out), without running the decoder. */
+  async prepare(enc: Encoded, decoder: DecoderView): Promise<Feeds> {
+    const target: NonNullable<DecoderSlot['target']> = { view: decoder, fetch: [] };
+    this.slot.target = target;
+    try {
+      await this.model.forward(this.firstInputs(enc).modelInputs);
+    } finally {
+      this.slot.target = undefined;
+    }
+    if (!target.feeds) throw new Error(`${this.family.className} did not call its decoder`);
+    this.checkLength(enc, target.feeds[decoder.spec.embeds]);
+    return withoutCache(decoder.spec, target.feeds);
   }
 
   /**
