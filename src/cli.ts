@@ -18,12 +18,16 @@ commands:
   inspect <model> [--json]
       Layout, files, decoder layers and the weights found in each.
 
-  prune <model> --calib <file> [--ratio 0.3] [--method svl|cosine|text|visual|random]
-        [--no-scp] [--scp-target down_proj|o_proj|input] [--top-p 0.1] [--keep count|nucleus]
+  prune <model> --calib <file> [--ratio 0.3] [--method svl|greedy|cosine|text|visual|random]
+        [--compensation scp|ls|none] [--no-scp] [--scp-target down_proj|o_proj|input]
+        [--min-agreement 0.95] [--max-kl K] [--holdout 0.25] [--top-m M] [--ls-ridge A]
+        [--ls-rank K] [--top-p 0.1] [--keep count|nucleus]
         [--rank K] [--features kept|all|last] [--candidates 8-15] [--samples N] [--seed S]
         [--out <dir>] [--overwrite] [--threads N] [--json]
       Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L)
-      layers and subspace-compensated pruning. Writes a package with
+      layers and subspace-compensated pruning (--method svl). --method greedy chooses by
+      the measured output change instead; --min-agreement / --max-kl replace the ratio by
+      a quality budget measured on held-out calibration samples. Writes a package with
       short-lvlm-report.json and recipe.json.
   prune <model> --layers 3,5 --no-scp [--out <dir>]
       Remove exactly these layers (0-based original indices); add --calib instead of
@@ -77,6 +81,13 @@ const PRUNE_FLAGS = {
   ratio: { type: 'string' },
   method: { type: 'string' },
   'no-scp': { type: 'boolean' },
+  compensation: { type: 'string' },
+  'min-agreement': { type: 'string' },
+  'max-kl': { type: 'string' },
+  holdout: { type: 'string' },
+  'top-m': { type: 'string' },
+  'ls-ridge': { type: 'string' },
+  'ls-rank': { type: 'string' },
   'scp-target': { type: 'string' },
   'top-p': { type: 'string' },
   keep: { type: 'string' },
@@ -99,9 +110,28 @@ function pruneOptions(v: Record<string, string | boolean | undefined>): Partial<
   const o: Partial<PruneOptions> = {};
   const ratio = parseNumber('ratio', s('ratio'), (x) => x > 0 && x <= 0.5, 'a number in (0, 0.5]');
   if (ratio !== undefined) o.ratio = ratio;
-  const method = oneOf('method', s('method'), ['svl', 'cosine', 'text', 'visual', 'random'] as const);
+  const method = oneOf('method', s('method'), ['svl', 'greedy', 'cosine', 'text', 'visual', 'random'] as const);
   if (method) o.method = method;
   if (v['no-scp']) o.scp = false;
+  const comp = oneOf('compensation', s('compensation'), ['scp', 'ls', 'none'] as const);
+  if (comp) {
+    if (v['no-scp'] && comp !== 'none') throw new UsageError(`--no-scp contradicts --compensation ${comp}`);
+    o.compensation = comp;
+    o.scp = comp === 'scp';
+  } else if (v['no-scp']) o.compensation = 'none';
+  const minAgreement = parseNumber('min-agreement', s('min-agreement'), (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  if (minAgreement !== undefined) o.minAgreement = minAgreement;
+  const maxKl = parseNumber('max-kl', s('max-kl'), (x) => x >= 0, 'a non-negative number');
+  if (maxKl !== undefined) o.maxKl = maxKl;
+  if ((minAgreement !== undefined || maxKl !== undefined) && s('ratio') !== undefined) throw new UsageError('--ratio and a quality budget (--min-agreement / --max-kl) exclude each other');
+  const holdout = parseNumber('holdout', s('holdout'), (x) => x >= 0 && x < 1, 'a number in [0, 1)');
+  if (holdout !== undefined) o.holdout = holdout;
+  const topM = parseNumber('top-m', s('top-m'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  if (topM !== undefined) o.topM = topM;
+  const ridge = parseNumber('ls-ridge', s('ls-ridge'), (x) => x >= 0, 'a non-negative number');
+  if (ridge !== undefined) o.lsRidge = ridge;
+  const lsRank = parseNumber('ls-rank', s('ls-rank'), (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  if (lsRank !== undefined) o.lsRank = lsRank;
   const target = oneOf('scp-target', s('scp-target'), ['down_proj', 'o_proj', 'input'] as const);
   if (target) o.scpTarget = target;
   const topP = parseNumber('top-p', s('top-p'), (x) => x > 0 && x <= 1, 'a number in (0, 1]');
@@ -151,7 +181,18 @@ async function main(argv: string[]): Promise<number> {
       { onProgress: stderrProgress(values.quiet) },
     );
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
-    else process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+    else {
+      const lines: string[] = [];
+      if (r.skipCost?.length) {
+        lines.push('measured skip cost (one layer skipped; held-out calibration samples, first answer token):');
+        lines.push(...r.skipCost.map((c) => `  layer ${String(c.layer).padStart(2)}  KL ${c.kl.toFixed(4)}  agreement ${(100 * c.agreement).toFixed(1)} %`));
+      }
+      if (r.note) lines.push(`method: ${r.note}`);
+      if (r.compensationNote) lines.push(`compensation: ${r.compensationNote}`);
+      const comp = r.compensation === 'scp' ? ' + SCP' : r.compensation === 'ls' ? ' + least squares' : '';
+      lines.push(`removed layers ${r.removed.join(', ')} (${r.method}${comp}): ${r.numLayers} layers remain`, `wrote ${r.out}`);
+      process.stdout.write(lines.join('\n') + '\n');
+    }
     return 0;
   }
   if (command === 'bench') {

@@ -6,7 +6,8 @@ import * as path from 'path';
 import { benchModels, ModelBench } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
-import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { applyRecipe, compensationOf, DEFAULT_HOLDOUT, DEFAULT_OPTIONS, hasBudget, JobHooks, JobResult, methodNote, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { splitHoldout } from './method/outputAware';
 import { openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
 import { PruneOptions, Recipe } from '../protocol/report';
@@ -28,6 +29,11 @@ export interface PruneSummary {
   numLayers: number;
   method: string;
   scp: boolean;
+  compensation?: string;
+  note?: string;
+  /** Per-layer measured skip cost (held-out KL, agreement), when measured. */
+  skipCost?: Array<{ layer: number; kl: number; agreement: number }>;
+  compensationNote?: string;
   report?: string;
   seconds: number;
 }
@@ -57,8 +63,16 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     return { out: r.outDir, removed: r.removed, ratio: r.removed.length / L, numLayers: r.numLayers, method: 'manual', scp: false, seconds: (Date.now() - started) / 1000 };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
-  const samples = loadCalibration(a.calib, o.samples);
-  const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-r${o.ratio}${o.scp ? '' : '-noscp'}`;
+  const all = loadCalibration(a.calib, o.samples);
+  const comp = compensationOf(o);
+  // Output-aware choices (greedy, a budget) calibrate and choose on one slice and measure on
+  // the other; the score-ranked methods keep calibrating on every sample as published, and the
+  // held-out slice then only feeds the report's skip costs.
+  const split = splitHoldout(all, o.holdout ?? DEFAULT_HOLDOUT);
+  const disjoint = o.method === 'greedy' || hasBudget(o);
+  const samples = disjoint ? split.select : all;
+  const budgetTag = hasBudget(o) ? `budget${o.minAgreement !== undefined ? `-a${o.minAgreement}` : ''}${o.maxKl !== undefined ? `-kl${o.maxKl}` : ''}` : `r${o.ratio}`;
+  const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-${budgetTag}${comp === 'scp' ? '' : comp === 'ls' ? '-ls' : '-noscp'}`;
   const out = a.out ?? defaultOutDir(pkg.root, tag);
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
   const cs = await CalibrationSession.open(pkg, { threads: a.threads });
@@ -68,14 +82,18 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const stats = await runCalibration(cs, samples, o, hooks);
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     t = Date.now();
-    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
+    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib), heldOut: split.heldOut, heldOutInCalibration: !disjoint, threads: a.threads }, hooks, timings);
     return {
       out: res.outDir,
       removed: res.report.removed,
       ratio: res.report.removed.length / res.report.model.numLayers,
       numLayers: res.report.output.numLayers,
       method: o.method,
-      scp: o.scp,
+      scp: comp === 'scp' && res.report.compensationCheck?.applied !== false,
+      compensation: res.report.compensationCheck?.applied === false ? 'none' : comp,
+      note: methodNote(o),
+      skipCost: res.report.layers.filter((l) => l.skipCost).map((l) => ({ layer: l.index, kl: l.skipCost!.kl, agreement: l.skipCost!.agreement })),
+      compensationNote: res.report.compensationCheck?.note,
       report: path.join(res.outDir, 'short-lvlm-report.json'),
       seconds: (Date.now() - started) / 1000,
     };

@@ -9,10 +9,14 @@ import { mat, projectWeight } from '../linalg/svd';
 import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
-import { LayerReport, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT } from '../../protocol/report';
+import { foldMap } from '../linalg/leastSquares';
+import { Compensation, CompensationCheck, CurvePoint, LayerReport, OutputEffect, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT, SelectionReport } from '../../protocol/report';
 import { calibrate, CalibrationSession, CalibrationStats, layerMeans, Progress } from './calibrate';
 import { compensate, ScpResult } from './scp';
 import { defaultCandidates, layersToRemove, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
+import { withinBudget } from './greedy';
+import { lsCompensate } from './lsCompensation';
+import { compareLogits, encodeAnswerPrompt, greedyCurve, Measured, measureSet, skipCosts, TrialRunner } from './outputAware';
 
 export const DEFAULT_OPTIONS: PruneOptions = {
   ratio: 0.3,
@@ -24,6 +28,30 @@ export const DEFAULT_OPTIONS: PruneOptions = {
   features: 'kept',
   seed: 0,
 };
+
+/** Held-out share of the calibration set for measured effects, and the least-squares ridge. */
+export const DEFAULT_HOLDOUT = 0.25;
+export const DEFAULT_LS_RIDGE = 1e-4;
+
+export function compensationOf(o: PruneOptions): Compensation {
+  return o.compensation ?? (o.scp ? 'scp' : 'none');
+}
+
+export function hasBudget(o: PruneOptions): boolean {
+  return o.minAgreement !== undefined || o.maxKl !== undefined;
+}
+
+/** The plain sentence the report and the CLI print about who chose the layers. */
+export function methodNote(o: PruneOptions): string {
+  const comp = compensationOf(o);
+  const c = comp === 'scp' ? 'subspace-compensated (SCP, the paper\'s)' : comp === 'ls' ? 'least-squares compensated (not the paper\'s SCP; dropped if it does not help on held-out samples)' : 'not compensated';
+  switch (o.method) {
+    case 'svl': return `Layers chosen by Short-LVLM's TIS-weighted cosine (the paper's method), ${c}.`;
+    case 'greedy': return `Layers chosen by measured output change (greedy, KL to the original model), not by the paper's TIS cosine; ${c}.`;
+    case 'manual': return `Layers chosen by hand, ${c}.`;
+    default: return `Layers chosen by the ${o.method} baseline (not the paper's method), ${c}.`;
+  }
+}
 
 export interface JobHooks {
   onProgress?: (p: Progress) => void;
@@ -78,19 +106,63 @@ export async function pruneWithStats(
   samples: CalibSample[],
   stats: CalibrationStats,
   o: PruneOptions,
-  out: { outDir: string; overwrite?: boolean; calibFile?: string },
+  out: { outDir: string; overwrite?: boolean; calibFile?: string; heldOut?: CalibSample[]; heldOutInCalibration?: boolean; threads?: number },
   hooks: JobHooks,
   timings: Record<string, number> = {},
 ): Promise<JobResult> {
-  const plan = planFromStats(stats, o);
   const L = stats.numLayers;
-  let scp: ScpResult = { pairs: [], replace: new Map(), compensation: [], warnings: [] };
-  const pairs = o.scp ? pairPartners(plan.removed, L) : [];
-  if (o.scp) {
-    const t = Date.now();
-    scp = await compensate(cs, samples, pairs, { rank: o.rank, target: o.scpTarget, features: o.features, topP: o.topP, keepMode: o.keepMode, onProgress: hooks.onProgress, checkCancelled: hooks.checkCancelled });
-    timings.compensateSeconds = (Date.now() - t) / 1000;
+  const heldOut = out.heldOut ?? [];
+  const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: out.threads });
+  const warnings: string[] = [];
+  let held: Measured | undefined;
+  let skip: OutputEffect[] | undefined;
+  let t = Date.now();
+  if (heldOut.length) {
+    held = await measureSet(tr, await encodePrompts(cs, heldOut), hooks.checkCancelled);
+    skip = await skipCosts(tr, held, L, hooks);
+    timings.skipCostSeconds = (Date.now() - t) / 1000;
   }
+  t = Date.now();
+  const { plan, selection } = await choose(cs, tr, samples, stats, o, held, hooks);
+  timings.selectSeconds = (Date.now() - t) / 1000;
+  const comp = compensationOf(o);
+  let scp: ScpResult = { pairs: [], replace: new Map(), compensation: [], warnings: [] };
+  let ls: Awaited<ReturnType<typeof lsCompensate>> | undefined;
+  let check: CompensationCheck | undefined;
+  if (comp === 'scp') {
+    const tc = Date.now();
+    scp = await compensate(cs, samples, pairPartners(plan.removed, L), { rank: o.rank, target: o.scpTarget, features: o.features, topP: o.topP, keepMode: o.keepMode, onProgress: hooks.onProgress, checkCancelled: hooks.checkCancelled });
+    timings.compensateSeconds = (Date.now() - tc) / 1000;
+  } else if (comp === 'ls') {
+    const tc = Date.now();
+    ls = await lsCompensate(cs, samples, plan.removed, { ridge: o.lsRidge ?? DEFAULT_LS_RIDGE, rank: o.lsRank, onProgress: hooks.onProgress, checkCancelled: hooks.checkCancelled });
+    warnings.push(...ls.warnings);
+    timings.compensateSeconds = (Date.now() - tc) / 1000;
+  }
+  const replace = comp === 'ls' ? ls!.replace : scp.replace;
+  if (held && replace.size && plan.removed.length) {
+    // Compensation must not make the held-out output worse than plain removal.
+    const without = selection?.curve[plan.removed.length - 1] ?? compareLogits(held.reference, await tr.logits(plan.removed, held.prompts, undefined, hooks.checkCancelled));
+    const withC = compareLogits(held.reference, await tr.logits(plan.removed, held.prompts, replace, hooks.checkCancelled));
+    const helps = withC.kl < without.kl;
+    const kind = comp as 'scp' | 'ls';
+    // The paper's method stays as published: SCP is kept under svl, and the report says when it hurt.
+    const applied = helps || o.method === 'svl';
+    const name = kind === 'scp' ? 'SCP' : 'least-squares compensation';
+    const note = helps
+      ? `${name} lowered the held-out KL from ${without.kl.toFixed(4)} to ${withC.kl.toFixed(4)}: applied`
+      : applied
+        ? `${name} raised the held-out KL from ${without.kl.toFixed(4)} to ${withC.kl.toFixed(4)}; kept because --method svl applies the paper's method unchanged`
+        : `${name} raised the held-out KL from ${without.kl.toFixed(4)} to ${withC.kl.toFixed(4)}: not applied, layers removed without compensation`;
+    check = { kind, without: { kl: without.kl, agreement: without.agreement }, with: withC, applied, note };
+    if (!helps) warnings.push(note);
+    if (!applied) {
+      replace.clear();
+      scp = { pairs: [], replace, compensation: [], warnings: scp.warnings };
+      if (ls) ls = { ...ls, recipe: [] };
+    }
+  }
+  timings.trials = tr.trials;
   const means = layerMeans(stats);
   const ranks = rankByScore(plan.scores, plan.candidates);
   const partners = new Set(scp.pairs.map((p) => p.partner));
@@ -104,6 +176,7 @@ export async function pruneWithStats(
     candidate: i >= plan.candidates[0] && i <= plan.candidates[1],
     status: plan.removed.includes(i) ? 'pruned' : partners.has(i) ? 'partner' : 'retained',
     keptVisualShare: m.keptVisualShare,
+    ...(skip ? { skipCost: skip[i] } : {}),
   }));
   const decoderRel = path.relative(pkg.root, pkg.decoder);
   const report: Report = {
@@ -119,16 +192,22 @@ export async function pruneWithStats(
     tokenSamples: stats.tokenSamples,
     pairs: scp.pairs,
     timings,
-    warnings: scp.warnings,
+    warnings: [...scp.warnings, ...warnings],
+    methodNote: methodNote(o),
+    ...(held ? { measurement: { positions: 'first-answer-token' as const, heldOutSamples: heldOut.length, selectionSamples: samples.length, trials: tr.trials, forwardPassesPerSample: tr.forwardPassesPerSample(out.heldOutInCalibration ? samples.length : samples.length + heldOut.length), heldOutInCalibration: !!out.heldOutInCalibration } } : {}),
+    ...(selection ? { selection } : {}),
+    ...(ls && check?.applied !== false ? { lsMaps: ls.maps } : {}),
+    ...(check ? { compensationCheck: check } : {}),
   };
   const recipe: Recipe = {
     format: RECIPE_FORMAT,
     model: { decoder: decoderRel, numLayers: L, bytes: fs.statSync(pkg.decoder).size },
     removed: plan.removed,
     compensation: scp.compensation,
+    ...(ls?.recipe.length ? { lsMaps: ls.recipe } : {}),
     options: report.options,
   };
-  const t = Date.now();
+  const tw = Date.now();
   const res = writePrunedPackage(pkg, {
     remove: plan.removed,
     replace: scp.replace,
@@ -137,7 +216,7 @@ export async function pruneWithStats(
     extraJson: { 'short-lvlm-report.json': report, 'recipe.json': recipe },
     checkCancelled: hooks.checkCancelled,
   });
-  timings.writeSeconds = (Date.now() - t) / 1000;
+  timings.writeSeconds = (Date.now() - tw) / 1000;
   report.output.bytes = res.bytes;
   // Timings and the final size are known only now: rewrite the report in place (small file).
   fs.writeFileSync(path.join(res.outDir, 'short-lvlm-report.json'), JSON.stringify(report, null, 1) + '\n');
@@ -162,8 +241,84 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
         replace.set(w.name, projectWeight(src.tensorFloat64(t), t.dims[0], t.dims[1], V, w.side, w.inOut));
       }
     }
+    for (const m of recipe.lsMaps ?? []) {
+      const t = inits.get(m.weight);
+      if (!t) throw new Error(`recipe weight ${m.weight} is not in the model`);
+      const buf = Buffer.from(m.map.float64, 'base64');
+      const T = mat(m.map.rows, m.map.cols, new Float64Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)));
+      replace.set(m.weight, foldMap(src.tensorFloat64(t), t.dims[0], t.dims[1], T, m.inOut));
+    }
     return writePrunedPackage(pkg, { remove: recipe.removed, replace, outDir: out.outDir, overwrite: out.overwrite, extraJson: { 'recipe.json': recipe } });
   } finally {
     src.close();
   }
+}
+
+async function encodePrompts(cs: CalibrationSession, samples: CalibSample[]) {
+  const out = [];
+  for (const s of samples) out.push(await encodeAnswerPrompt(cs, s));
+  return out;
+}
+
+/** Most layers a budget may remove: every candidate, at most half the layers. */
+function budgetSteps(L: number, candidates: [number, number]): number {
+  return Math.min(Math.floor(L / 2), candidates[1] - candidates[0] + 1);
+}
+
+/**
+ * The layers to remove: by score (the paper's and the baselines'), or greedily by measured
+ * output change; with a quality budget, the longest prefix of the method's order that keeps
+ * the held-out agreement / KL within it (the curve is recorded either way when measured).
+ */
+async function choose(
+  cs: CalibrationSession,
+  tr: TrialRunner,
+  samples: CalibSample[],
+  stats: CalibrationStats,
+  o: PruneOptions,
+  held: Measured | undefined,
+  hooks: JobHooks,
+): Promise<{ plan: Plan; selection?: SelectionReport }> {
+  const L = stats.numLayers;
+  const budget = hasBudget(o);
+  if (budget && !held) throw new Error('a quality budget (--min-agreement / --max-kl) needs held-out samples: set --holdout above 0');
+  if (o.method !== 'greedy' && !budget) return { plan: planFromStats(stats, o) };
+  if (o.method === 'manual' || o.method === 'random') throw new Error(`a quality budget cannot be combined with --method ${o.method}`);
+  const candidates = o.candidates ?? defaultCandidates(L);
+  const range = Array.from({ length: candidates[1] - candidates[0] + 1 }, (_, i) => candidates[0] + i);
+  const steps = budget ? budgetSteps(L, candidates) : layersToRemove(o.ratio, L);
+  const proxy = methodScores(stats, 'svl');
+  let curve: CurvePoint[];
+  if (o.method === 'greedy') {
+    const sel = await measureSet(tr, await encodePrompts(cs, samples), hooks.checkCancelled);
+    if (!held) throw new Error('greedy selection needs held-out samples: set --holdout above 0');
+    curve = (await greedyCurve(tr, sel, held, { candidates: range, steps, topM: o.topM, proxy }, hooks)).curve;
+  } else {
+    // A score-ranked method's order is its ranking: measure each prefix on the held-out slice.
+    const scores = methodScores(stats, o.method);
+    curve = [];
+    for (let n = 1; n <= steps; n++) {
+      const removed = selectByScore(scores, n, candidates);
+      const e = compareLogits(held!.reference, await tr.logits(removed, held!.prompts, undefined, hooks.checkCancelled));
+      curve.push({ removed, added: removed.find((l) => !(curve[n - 2]?.removed ?? []).includes(l)) ?? removed[0], selectionKl: e.kl, ...e });
+    }
+  }
+  let n = steps;
+  if (budget) {
+    n = withinBudget(curve, { minAgreement: o.minAgreement, maxKl: o.maxKl });
+    if (n === 0) throw new Error(`no layer can be removed within the budget (${budgetText(o)}): removing the cheapest layer already gives agreement ${curve[0].agreement.toFixed(3)}, KL ${curve[0].kl.toFixed(4)} on the held-out samples`);
+  }
+  const selection: SelectionReport = {
+    method: o.method,
+    objective: 'mean-kl',
+    candidates: range,
+    ...(o.topM !== undefined ? { topM: o.topM } : {}),
+    curve,
+    ...(budget ? { budget: { minAgreement: o.minAgreement, maxKl: o.maxKl, layers: n } } : {}),
+  };
+  return { plan: { removed: curve[n - 1].removed, scores: o.method === 'greedy' ? proxy : methodScores(stats, o.method), candidates }, selection };
+}
+
+function budgetText(o: PruneOptions): string {
+  return [o.minAgreement !== undefined ? `agreement >= ${o.minAgreement}` : '', o.maxKl !== undefined ? `KL <= ${o.maxKl}` : ''].filter(Boolean).join(', ');
 }

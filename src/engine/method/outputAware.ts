@@ -1,0 +1,136 @@
+// Measured output effects of skipping layers (issue 10): the held-out split of the calibration
+// set, the answer positions (the first answer token of each sample's first user turn), trials
+// that run the model with a set of layers removed, per-layer skip cost, and the greedy search
+// with its held-out quality curve.
+
+import { CalibSample } from '../data/datasets';
+import { klFromLogits } from '../bench/evaluate';
+import { removeLayers, replaceInitializer } from '../graph/surgery';
+import { ModelProto } from '../onnx/proto';
+import { argmax, DecoderRunner } from '../runtime/decoderRunner';
+import { RuntimeOptions } from '../runtime/ort';
+import { Encoded } from '../runtime/vlmFrontend';
+import { CurvePoint, OutputEffect } from '../../protocol/report';
+import { CalibrationSession, Progress } from './calibrate';
+import { greedySelect } from './greedy';
+
+/**
+ * Deterministic interleaved split: sample i is held out when floor((i + 1) f) > floor(i f), so
+ * the held-out share is f of every stretch of the file (calibration files are often grouped).
+ */
+export function splitHoldout<T>(samples: T[], fraction: number): { select: T[]; heldOut: T[] } {
+  if (!(fraction >= 0 && fraction < 1)) throw new Error(`holdout must be in [0, 1), got ${fraction}`);
+  const select: T[] = [];
+  const heldOut: T[] = [];
+  samples.forEach((s, i) => (Math.floor((i + 1) * fraction) > Math.floor(i * fraction) ? heldOut : select).push(s));
+  if (fraction > 0 && (!heldOut.length || !select.length)) throw new Error(`holdout ${fraction} of ${samples.length} calibration samples leaves an empty slice; use more samples`);
+  return { select, heldOut };
+}
+
+/** The prompt whose last position predicts the first answer token: messages up to the first user turn. */
+export async function encodeAnswerPrompt(cs: CalibrationSession, s: CalibSample): Promise<Encoded> {
+  const first = s.messages.findIndex((m) => m.role === 'user');
+  if (first < 0) throw new Error(`calibration sample ${s.id} has no user turn`);
+  return cs.frontend.encode(s.messages.slice(0, first + 1), s.image, true);
+}
+
+export function compareLogits(ref: Float32Array[], got: Float32Array[]): OutputEffect {
+  let kl = 0;
+  let agree = 0;
+  ref.forEach((r, i) => {
+    kl += klFromLogits(r, got[i]);
+    if (argmax(r) === argmax(got[i])) agree++;
+  });
+  return { kl: kl / ref.length, agreement: agree / ref.length };
+}
+
+/**
+ * Runs the decoder with a set of layers removed (and optionally some weights replaced) on
+ * encoded prompts and returns the logits at their last position. This implementation rebuilds
+ * the graph with the engine's own surgery and runs it whole; `layersRun` counts the decoder
+ * layers executed per sample so that the cost is reported in forward-pass equivalents.
+ */
+export class TrialRunner {
+  trials = 0;
+  layersRun = 0;
+  samplesRun = 0;
+
+  constructor(
+    private readonly cs: CalibrationSession,
+    private readonly fallback: { kvHeads?: number; headDim?: number },
+    private readonly opts: RuntimeOptions = {},
+  ) {}
+
+  async logits(removed: number[], prompts: Encoded[], replace?: Map<string, Float64Array>, checkCancelled?: () => void): Promise<Float32Array[]> {
+    let model: ModelProto = this.cs.source.model;
+    if (replace?.size) {
+      const inits = this.cs.source.initializerMap();
+      for (const [name, v] of replace) model = replaceInitializer(model, name, v, inits.get(name)!);
+    }
+    if (removed.length) model = removeLayers(model, removed).model;
+    const runner = await DecoderRunner.fromModel(model, this.cs.source, this.opts, this.fallback);
+    try {
+      const out: Float32Array[] = [];
+      for (const p of prompts) {
+        checkCancelled?.();
+        out.push((await runner.step(p.embeds, p.seqLen)).lastLogits);
+      }
+      this.trials++;
+      this.layersRun += (this.cs.numLayers - removed.length) * prompts.length;
+      this.samplesRun += prompts.length;
+      return out;
+    } finally {
+      await runner.dispose();
+    }
+  }
+
+  /** Forward-pass equivalents spent so far, per distinct calibration sample. */
+  forwardPassesPerSample(distinctSamples: number): number {
+    return this.layersRun / this.cs.numLayers / Math.max(1, distinctSamples);
+  }
+}
+
+export interface Measured {
+  reference: Float32Array[];
+  prompts: Encoded[];
+}
+
+export async function measureSet(tr: TrialRunner, prompts: Encoded[], checkCancelled?: () => void): Promise<Measured> {
+  return { prompts, reference: await tr.logits([], prompts, undefined, checkCancelled) };
+}
+
+export async function skipCosts(tr: TrialRunner, m: Measured, numLayers: number, hooks: { onProgress?: (p: Progress) => void; checkCancelled?: () => void } = {}): Promise<OutputEffect[]> {
+  const out: OutputEffect[] = [];
+  for (let l = 0; l < numLayers; l++) {
+    out.push(compareLogits(m.reference, await tr.logits([l], m.prompts, undefined, hooks.checkCancelled)));
+    hooks.onProgress?.({ stage: 'skip cost', done: l + 1, total: numLayers });
+  }
+  return out;
+}
+
+export interface GreedyRun {
+  curve: CurvePoint[];
+}
+
+/** Greedy on the selection samples (mean KL), each point of the order measured on the held-out samples. */
+export async function greedyCurve(
+  tr: TrialRunner,
+  sel: Measured,
+  held: Measured,
+  o: { candidates: number[]; steps: number; topM?: number; proxy?: Array<number | null> },
+  hooks: { onProgress?: (p: Progress) => void; checkCancelled?: () => void } = {},
+): Promise<GreedyRun> {
+  const totalTrials = Array.from({ length: o.steps }, (_, k) => Math.min(o.topM ?? Infinity, o.candidates.length - k)).reduce((a, b) => a + b, 0);
+  let done = 0;
+  const steps = await greedySelect(async (set) => {
+    const e = compareLogits(sel.reference, await tr.logits(set, sel.prompts, undefined, hooks.checkCancelled));
+    hooks.onProgress?.({ stage: 'greedy', done: ++done, total: totalTrials });
+    return e.kl;
+  }, o);
+  const curve: CurvePoint[] = [];
+  for (const s of steps) {
+    const e = compareLogits(held.reference, await tr.logits(s.removed, held.prompts, undefined, hooks.checkCancelled));
+    curve.push({ removed: s.removed, added: s.added, selectionKl: s.cost, kl: e.kl, agreement: e.agreement });
+  }
+  return { curve };
+}
