@@ -3,7 +3,8 @@
 
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { FeatureMode, Method, PruneOptions, ScpTarget } from '../protocol/report';
+import { DEFAULT_METHOD, resolveCompensation } from '../protocol/report';
+import type { Compensation, FeatureMode, Method, PruneOptions, ScpTarget } from '../protocol/report';
 
 export function config(): vscode.WorkspaceConfiguration {
   return vscode.workspace.getConfiguration('shortLvlm');
@@ -21,13 +22,16 @@ export function pruneOptionsFromSettings(): Partial<PruneOptions> {
   const c = config();
   const o: Partial<PruneOptions> = {
     ratio: c.get<number>('ratio', 0.3),
-    method: c.get<Method>('method', 'svl'),
+    method: c.get<Method>('method', DEFAULT_METHOD),
     scp: c.get<boolean>('scp', true),
     scpTarget: c.get<ScpTarget>('scpTarget', 'down_proj'),
     topP: c.get<number>('topP', 0.1),
     keepMode: c.get<'count' | 'nucleus'>('keepMode', 'count'),
     features: c.get<FeatureMode>('features', 'kept'),
   };
+  // "auto": SCP for the paper's method, least squares for greedy; scp = false still means none.
+  const comp = c.get<string>('compensation', 'auto');
+  if (comp !== 'auto' && o.scp !== false) o.compensation = comp as Compensation;
   const rank = c.get<number>('rank', 0);
   if (rank > 0) o.rank = rank;
   const cand = parseCandidates(c.get<string>('candidates', ''));
@@ -60,7 +64,9 @@ export function pathSetting(key: string): string | undefined {
 /** Tag naming an output folder the way the CLI does: svl-r0.3, cosine-r0.2-noscp, l3-5. */
 export function runTag(o: Partial<PruneOptions>): string {
   if (o.layers?.length) return `l${o.layers.join('-')}${o.scp ? '-scp' : ''}`;
-  return `${o.method ?? 'svl'}-r${o.ratio ?? 0.3}${o.scp === false ? '-noscp' : ''}`;
+  const amount = o.minAgreement !== undefined ? `a${o.minAgreement}` : `r${o.ratio ?? 0.3}`;
+  const comp = resolveCompensation(o);
+  return `${o.method ?? DEFAULT_METHOD}-${amount}${comp === 'scp' ? '' : comp === 'ls' ? '-ls' : '-noscp'}`;
 }
 
 /**
@@ -86,7 +92,7 @@ export function logSettingChanges(out: vscode.LogOutputChannel): vscode.Disposab
   return vscode.workspace.onDidChangeConfiguration((e) => {
     if (!e.affectsConfiguration('shortLvlm')) return;
     const c = config();
-    const keys = ['ratio', 'method', 'scp', 'scpTarget', 'topP', 'keepMode', 'rank', 'features', 'candidates', 'samples', 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'outputFolder'];
+    const keys = ['ratio', 'method', 'compensation', 'scp', 'scpTarget', 'topP', 'keepMode', 'rank', 'features', 'candidates', 'samples', 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'outputFolder'];
     out.info(`settings changed: ${keys.filter((k) => e.affectsConfiguration(`shortLvlm.${k}`)).map((k) => `${k}=${JSON.stringify(c.get(k))}`).join(', ')}`);
   });
 }

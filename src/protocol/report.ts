@@ -202,6 +202,10 @@ export interface SweepRow {
   ratio: number;
   method: string;
   scp: boolean;
+  /** Compensation actually applied (after any held-out fall-back). */
+  compensation?: Compensation;
+  /** True when compensation was computed but raised the held-out KL, so plain removal was scored. */
+  fellBack?: boolean;
   removed: number[];
   accuracy: number;
   relativeAccuracy: number;
@@ -234,4 +238,27 @@ export interface Recipe {
   compensation: RecipeCompensation[];
   lsMaps?: RecipeLsMap[];
   options: PruneOptions;
+}
+
+/**
+ * A layer whose removal alone measurably changes the answers: held-out top-1 agreement below
+ * 95 % or mean KL above 0.1 nats. The Layers view and the redundancy panel flag these.
+ */
+export const COSTLY_AGREEMENT = 0.95;
+export const COSTLY_KL = 0.1;
+export function isCostly(l: Pick<LayerReport, 'skipCost'>): boolean {
+  return !!l.skipCost && (l.skipCost.agreement < COSTLY_AGREEMENT || l.skipCost.kl > COSTLY_KL);
+}
+
+/**
+ * The method "Prune with Short-LVLM" and `prune` run when none is given, chosen from the sweep on
+ * two models (README, "Choosing the default"); `--method svl` runs the paper's method unchanged.
+ */
+export const DEFAULT_METHOD: Method = 'greedy';
+
+/** Compensation when none is named: SCP for the paper's method and its baselines, least squares (with its held-out check) for greedy. */
+export function resolveCompensation(o: Partial<Pick<PruneOptions, 'compensation' | 'scp' | 'method'>>): Compensation {
+  if (o.compensation) return o.compensation;
+  if (o.scp === false) return 'none';
+  return (o.method ?? DEFAULT_METHOD) === 'greedy' ? 'ls' : 'scp';
 }

@@ -3,6 +3,7 @@
 // below lets the user pick layers for a manual prune.
 
 import type { ChartDataset, LegendItem, TooltipItem } from 'chart.js';
+import { isCostly, COSTLY_AGREEMENT, COSTLY_KL } from '../../src/protocol/report';
 import type { LayerReport, Report } from '../../src/protocol/report';
 import { axisTitle, bandColors, legendWithExtras, makeChart } from '../charts';
 import { chartBox, h, section } from '../dom';
@@ -138,7 +139,133 @@ export function renderRedundancy(root: HTMLElement, ctx: PanelContext): void {
     },
   });
 
+  if (r.layers.some((l) => l.skipCost)) root.append(skipCostChart(ctx));
+  if (r.selection?.curve.length) root.append(qualityCurve(ctx));
   root.append(layerTable(ctx, pmap));
+}
+
+/** The measured effect of skipping each layer alone, beside the cosine proxy above. */
+function skipCostChart(ctx: PanelContext): HTMLElement {
+  const r = ctx.report;
+  const t = ctx.theme;
+  const m = r.measurement;
+  const { box, canvas } = chartBox('chart-skip-cost', 300, 'Measured skip cost per decoder layer');
+  const removed = new Set(r.removed);
+  makeChart(canvas, {
+    type: 'bar',
+    data: {
+      labels: r.layers.map((l) => String(l.index)),
+      datasets: [
+        {
+          type: 'bar',
+          label: 'KL(original ‖ layer skipped), nats',
+          data: r.layers.map((l) => l.skipCost?.kl ?? null),
+          backgroundColor: r.layers.map((l) => (isCostly(l) ? alpha(t.red, 0.75) : alpha(t.blue, 0.6))),
+          borderColor: r.layers.map((l) => (removed.has(l.index) ? t.fg : 'transparent')),
+          borderWidth: r.layers.map((l) => (removed.has(l.index) ? 2 : 0)),
+          yAxisID: 'y',
+          order: 2,
+        },
+        {
+          type: 'line',
+          label: 'Top-1 agreement',
+          data: r.layers.map((l) => (l.skipCost ? l.skipCost.agreement : null)) as number[],
+          borderColor: t.orange,
+          backgroundColor: t.orange,
+          pointRadius: 3,
+          borderWidth: 1.5,
+          yAxisID: 'y2',
+          order: 1,
+        },
+      ],
+    },
+    options: {
+      interaction: { mode: 'index', intersect: false },
+      scales: {
+        x: { title: axisTitle('decoder layer (skipped alone)'), grid: { display: false } },
+        y: { type: 'linear', beginAtZero: true, title: axisTitle('mean KL (nats)') },
+        y2: { type: 'linear', position: 'right', min: 0, max: 1, grid: { display: false }, title: axisTitle('top-1 agreement') },
+      },
+      plugins: {
+        legend: { position: 'bottom' },
+        tooltip: {
+          callbacks: {
+            title: (items: TooltipItem<'bar'>[]) => {
+              const l = r.layers[items[0]?.dataIndex ?? 0];
+              return `Layer ${l.index}${isCostly(l) ? ': costly, keep it' : ''}${removed.has(l.index) ? ' (removed)' : ''}`;
+            },
+          },
+        },
+      },
+    },
+  });
+  const costly = r.layers.filter(isCostly).map((l) => l.index);
+  return section(
+    'Measured skip cost',
+    `What skipping each layer alone does to the answer: mean KL between the original and the skipped model's next-token ` +
+      `distributions at the first answer token, and how often the top answer stays the same, on ${m?.heldOutSamples ?? '?'} held-out ` +
+      `calibration samples${m?.heldOutInCalibration ? ' (also used for calibration by this method)' : ' not used to choose'}. ` +
+      `Red bars: costly (agreement below ${pct(COSTLY_AGREEMENT, 0)} or KL above ${COSTLY_KL}) — ` +
+      (costly.length ? `layers ${layerList(costly)} should stay.` : 'none here.') +
+      ' Compare with the cosine above: a layer can look redundant and still decide answers.',
+    box,
+  );
+}
+
+/** Layers removed vs measured held-out agreement / KL along the method's removal order. */
+function qualityCurve(ctx: PanelContext): HTMLElement {
+  const r = ctx.report;
+  const t = ctx.theme;
+  const sel = r.selection!;
+  const { box, canvas } = chartBox('chart-quality-curve', 280, 'Quality budget curve');
+  const labels = sel.curve.map((p, i) => `${i + 1} (L${p.added})`);
+  const chosen = r.removed.length;
+  const budget = sel.budget;
+  const datasets: ChartDataset<'line', (number | null)[]>[] = [
+    {
+      label: 'Held-out top-1 agreement',
+      data: sel.curve.map((p) => p.agreement),
+      borderColor: t.blue,
+      backgroundColor: t.blue,
+      pointRadius: sel.curve.map((_, i) => (i + 1 === chosen ? 7 : 3)),
+      pointStyle: sel.curve.map((_, i) => (i + 1 === chosen ? 'rectRot' : 'circle')),
+      yAxisID: 'y',
+    },
+    {
+      label: 'Held-out mean KL (nats)',
+      data: sel.curve.map((p) => p.kl),
+      borderColor: t.orange,
+      backgroundColor: t.orange,
+      borderDash: [6, 3],
+      pointRadius: 2,
+      yAxisID: 'y2',
+    },
+  ];
+  if (budget?.minAgreement !== undefined) {
+    datasets.push({ label: `Budget: agreement ≥ ${budget.minAgreement}`, data: sel.curve.map(() => budget.minAgreement!), borderColor: t.red, borderDash: [2, 3], pointRadius: 0, borderWidth: 1.5, yAxisID: 'y' });
+  }
+  if (budget?.maxKl !== undefined) {
+    datasets.push({ label: `Budget: KL ≤ ${budget.maxKl}`, data: sel.curve.map(() => budget.maxKl!), borderColor: t.red, borderDash: [8, 3], pointRadius: 0, borderWidth: 1.5, yAxisID: 'y2' });
+  }
+  makeChart(canvas, {
+    type: 'line',
+    data: { labels, datasets },
+    options: {
+      interaction: { mode: 'index', intersect: false },
+      scales: {
+        x: { title: axisTitle('layers removed (layer added at that step)'), grid: { display: false } },
+        y: { type: 'linear', min: 0, max: 1, title: axisTitle('top-1 agreement') },
+        y2: { type: 'linear', position: 'right', beginAtZero: true, grid: { display: false }, title: axisTitle('mean KL (nats)') },
+      },
+      plugins: {
+        legend: { position: 'bottom' },
+        tooltip: { callbacks: { footer: (items: TooltipItem<'line'>[]) => `removed: ${layerList(sel.curve[items[0]?.dataIndex ?? 0].removed)}` } },
+      },
+    },
+  });
+  const how = sel.method === 'greedy' ? 'the greedy order (each step removes the layer that changes the output least, re-measured)' : `the ${sel.method} ranking`;
+  const chose = budget ? `The budget allowed ${budget.layers} layer${budget.layers === 1 ? '' : 's'}.` : `${chosen} removed (the ◆ point).`;
+  return section('Quality budget curve', `Held-out agreement and KL after removing 1, 2, … layers in ${how}. ${chose} ${r.methodNote ?? ''}`, box);
 }
 
 function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
@@ -157,7 +284,7 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
     summary.textContent = `Selected: ${layerList(list)} (${list.length} of ${L} layers, ${Math.round((list.length / L) * 100)} %)`;
     setDisabled(apply, list.length === 0 || list.length >= L);
   };
-  const cols = ['', 'layer', 'status', 'rank', 'cos TIS-kept', 'cos all', 'cos text', 'cos visual', '1 − cos TIS', 'kept visual share', 'pair'];
+  const cols = ['', 'layer', 'status', 'rank', 'cos TIS-kept', 'cos all', 'cos text', 'cos visual', '1 − cos TIS', 'kept visual share', 'skip KL', 'skip agreement', 'pair'];
   const tbody = h('tbody');
   for (const l of r.layers) {
     const p = pmap.get(l.index);
@@ -182,6 +309,8 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
         h('td', { class: 'num' }, fixed(l.cosVisual)),
         h('td', { class: 'num' }, sig(1 - l.cosTis)),
         h('td', { class: 'num' }, pct(l.keptVisualShare, 0)),
+        h('td', { class: `num${isCostly(l) ? ' costly' : ''}` }, fixed(l.skipCost?.kl)),
+        h('td', { class: `num${isCostly(l) ? ' costly' : ''}`, title: isCostly(l) ? 'costly: skipping this layer alone changes the answers' : '' }, pct(l.skipCost?.agreement)),
         h('td', {}, pair),
       ),
     );

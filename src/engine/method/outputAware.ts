@@ -34,6 +34,12 @@ export async function encodeAnswerPrompt(cs: CalibrationSession, s: CalibSample)
   return cs.frontend.encode(s.messages.slice(0, first + 1), s.image, true);
 }
 
+export async function encodePrompts(cs: CalibrationSession, samples: CalibSample[]): Promise<Encoded[]> {
+  const out: Encoded[] = [];
+  for (const s of samples) out.push(await encodeAnswerPrompt(cs, s));
+  return out;
+}
+
 export function compareLogits(ref: Float32Array[], got: Float32Array[]): OutputEffect {
   let kl = 0;
   let agree = 0;

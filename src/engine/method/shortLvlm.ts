@@ -10,17 +10,17 @@ import { OnnxFile } from '../onnx/onnxFile';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
 import { foldMap } from '../linalg/leastSquares';
-import { Compensation, CompensationCheck, CurvePoint, LayerReport, OutputEffect, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT, SelectionReport } from '../../protocol/report';
+import { Compensation, CompensationCheck, DEFAULT_METHOD, resolveCompensation, CurvePoint, LayerReport, OutputEffect, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT, SelectionReport } from '../../protocol/report';
 import { calibrate, CalibrationSession, CalibrationStats, layerMeans, Progress } from './calibrate';
 import { compensate, ScpResult } from './scp';
 import { defaultCandidates, layersToRemove, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
 import { withinBudget } from './greedy';
 import { lsCompensate } from './lsCompensation';
-import { compareLogits, encodeAnswerPrompt, greedyCurve, Measured, measureSet, skipCosts, TrialRunner } from './outputAware';
+import { compareLogits, encodePrompts, greedyCurve, Measured, measureSet, skipCosts, TrialRunner } from './outputAware';
 
 export const DEFAULT_OPTIONS: PruneOptions = {
   ratio: 0.3,
-  method: 'svl',
+  method: DEFAULT_METHOD,
   scp: true,
   scpTarget: 'down_proj',
   topP: 0.1,
@@ -34,7 +34,7 @@ export const DEFAULT_HOLDOUT = 0.25;
 export const DEFAULT_LS_RIDGE = 1e-4;
 
 export function compensationOf(o: PruneOptions): Compensation {
-  return o.compensation ?? (o.scp ? 'scp' : 'none');
+  return resolveCompensation(o);
 }
 
 export function hasBudget(o: PruneOptions): boolean {
@@ -252,12 +252,6 @@ export function applyRecipe(pkg: ModelPackage, recipe: Recipe, out: { outDir: st
   } finally {
     src.close();
   }
-}
-
-async function encodePrompts(cs: CalibrationSession, samples: CalibSample[]) {
-  const out = [];
-  for (const s of samples) out.push(await encodeAnswerPrompt(cs, s));
-  return out;
 }
 
 /** Most layers a budget may remove: every candidate, at most half the layers. */
