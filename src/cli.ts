@@ -10,6 +10,8 @@ import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
 import { sweepJob } from './engine/bench/sweep';
 import { stderrProgress } from './engine/progress';
+import { DEVICES } from './engine/runtime/device';
+import { EXECUTIONS } from './engine/runtime/execution';
 import { PruneOptions } from './protocol/report';
 
 const USAGE = `usage: npm run --silent cli -- <command> [options]
@@ -23,30 +25,34 @@ commands:
         [--min-agreement 0.95] [--max-kl K] [--holdout 0.25] [--top-m M] [--ls-ridge A]
         [--ls-rank K] [--top-p 0.1] [--keep count|nucleus]
         [--rank K] [--features kept|all|last] [--candidates 8-15] [--samples N] [--seed S]
-        [--out <dir>] [--overwrite] [--threads N] [--json]
+        [--out <dir>] [--overwrite] [--threads N] [--execution auto|whole|layerwise]
+        [--device cpu|cuda|dml|coreml] [--json]
       Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L)
       layers and subspace-compensated pruning (--method svl). --method greedy chooses by
       the measured output change instead; --min-agreement / --max-kl replace the ratio by
       a quality budget measured on held-out calibration samples. Writes a package with
-      short-lvlm-report.json and recipe.json.
+      short-lvlm-report.json and recipe.json. --execution layerwise runs the decoder one
+      layer at a time (for models larger than memory; auto picks it from the decoder size
+      and free memory). A killed calibration resumes when the same command is run again.
   prune <model> --layers 3,5 --no-scp [--out <dir>]
       Remove exactly these layers (0-based original indices); add --calib instead of
       --no-scp to compensate them.
   prune <model> --recipe <recipe.json> [--out <dir>]
       Re-apply a recorded pruning without calibration.
 
-  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--json] [--no-save]
+  bench <model> [<model> ...] --eval <file> [--samples N] [--threads N] [--device D] [--json] [--no-save]
       Accuracy per family, relative accuracy, next-token agreement and KL against the first
       model, samples per second and size. Stored in each model's short-lvlm-report.json
       when it has one (unless --no-save).
 
   sweep <model> --calib <file> --eval <file> [--ratios 0.1,0.2,0.3,0.4]
         [--methods svl,svl-noscp,cosine,cosine-scp,text,visual] [--random-seeds 3]
-        [--exhaustive-limit 100] [--samples N] [--eval-samples N] [--out <file.json>]
+        [--exhaustive-limit 100] [--samples N] [--eval-samples N] [--device D] [--out <file.json>]
       The paper's ablation on this model: methods x ratios, random dropping and, where
       small enough, every subset of the candidate layers.
 
-<model> is a model folder, or any .onnx / config file inside it.`;
+<model> is a model folder, or any .onnx / config file inside it. --device picks the onnxruntime
+execution provider (cpu by default; cuda, dml and coreml need a matching onnxruntime-node).`;
 
 class UsageError extends Error {}
 
@@ -101,6 +107,8 @@ const PRUNE_FLAGS = {
   out: { type: 'string' },
   overwrite: { type: 'boolean' },
   threads: { type: 'string' },
+  execution: { type: 'string' },
+  device: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
 } as const;
@@ -176,9 +184,11 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(options.layers ? 'with --layers, pass --no-scp (or --calib to compensate)' : 'prune needs --calib <file> (or --layers ... --no-scp, or --recipe)');
     }
     const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+    const execution = oneOf('execution', values.execution, EXECUTIONS);
+    const device = oneOf('device', values.device, DEVICES);
     const r = await pruneJob(
-      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, options },
-      { onProgress: stderrProgress(values.quiet) },
+      { model: positionals[0], calib: values.calib, out: values.out, overwrite: values.overwrite, recipe: values.recipe, threads, execution, device, options },
+      { onProgress: stderrProgress(values.quiet), log: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) },
     );
     if (values.json) process.stdout.write(JSON.stringify(r) + '\n');
     else {
@@ -199,13 +209,13 @@ async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, 'no-save': { type: 'boolean' } },
+      options: { eval: { type: 'string' }, samples: { type: 'string' }, threads: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, 'no-save': { type: 'boolean' } },
     });
     if (!positionals.length) throw new UsageError('bench takes one or more model paths');
     if (!values.eval) throw new UsageError('bench needs --eval <file> (JSONL of {id, image, question, answer})');
     const samples = parseNumber('samples', values.samples, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
     const threads = parseNumber('threads', values.threads, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
-    const rows = await benchJob({ models: positionals, eval: values.eval, samples, threads }, { onProgress: stderrProgress(values.quiet) });
+    const rows = await benchJob({ models: positionals, eval: values.eval, samples, threads, device: oneOf('device', values.device, DEVICES) }, { onProgress: stderrProgress(values.quiet) });
     if (values.json) for (const r of rows) process.stdout.write(JSON.stringify({ ...r, answers: undefined }) + '\n');
     else process.stdout.write(formatBenchTable(rows) + '\n');
     if (!values['no-save']) {
@@ -230,6 +240,7 @@ async function main(argv: string[]): Promise<number> {
         'eval-samples': { type: 'string' },
         out: { type: 'string' },
         threads: { type: 'string' },
+        device: { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
       },
@@ -250,6 +261,7 @@ async function main(argv: string[]): Promise<number> {
         samples: int('samples', values.samples),
         evalSamples: int('eval-samples', values['eval-samples']),
         threads: int('threads', values.threads),
+        device: oneOf('device', values.device, DEVICES),
       },
       { onProgress: stderrProgress(values.quiet) },
     );

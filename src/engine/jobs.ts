@@ -8,6 +8,8 @@ import { loadCalibration, loadEval } from './data/datasets';
 import { CalibrationSession } from './method/calibrate';
 import { applyRecipe, compensationOf, DEFAULT_HOLDOUT, DEFAULT_OPTIONS, hasBudget, JobHooks, JobResult, methodNote, pruneWithStats, runCalibration } from './method/shortLvlm';
 import { splitHoldout } from './method/outputAware';
+import { Device } from './runtime/device';
+import { Execution } from './runtime/execution';
 import { openPackage } from './package/modelPackage';
 import { writePrunedPackage } from './package/writePackage';
 import { PruneOptions, Recipe } from '../protocol/report';
@@ -19,6 +21,10 @@ export interface PruneArgs {
   overwrite?: boolean;
   recipe?: string;
   threads?: number;
+  /** Whole instrumented graph, layer-wise, or chosen from the decoder size and free memory. */
+  execution?: Execution;
+  /** onnxruntime execution provider (default cpu). */
+  device?: Device;
   options: Partial<PruneOptions>;
 }
 
@@ -75,14 +81,18 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-${budgetTag}${comp === 'scp' ? '' : comp === 'ls' ? '-ls' : '-noscp'}`;
   const out = a.out ?? defaultOutDir(pkg.root, tag);
   if (fs.existsSync(out) && !a.overwrite) throw new Error(`${out} already exists; choose another --out or pass --overwrite`);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
+  hooks.log?.(`decoder execution: ${cs.execution.reason}`);
+  // Beside the output folder, so re-running the same command resumes a killed calibration.
+  const checkpoint = path.join(path.dirname(path.resolve(out)), `.${path.basename(out)}.calibration.json`);
   try {
     const timings: Record<string, number> = {};
     let t = Date.now();
-    const stats = await runCalibration(cs, samples, o, hooks);
+    const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     t = Date.now();
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib), heldOut: split.heldOut, heldOutInCalibration: !disjoint, threads: a.threads }, hooks, timings);
+    fs.rmSync(checkpoint, { force: true });
     return {
       out: res.outDir,
       removed: res.report.removed,
@@ -107,12 +117,14 @@ export interface BenchArgs {
   eval: string;
   samples?: number;
   threads?: number;
+  device?: Device;
 }
 
 export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<ModelBench[]> {
   const items = loadEval(a.eval, a.samples);
   return benchModels(a.models, items, {
     threads: a.threads,
+    device: a.device,
     checkCancelled: hooks.checkCancelled,
     onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
   });

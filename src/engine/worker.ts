@@ -30,9 +30,9 @@ async function handle(req: Exclude<EngineRequest, { type: 'cancel' }>): Promise<
     case 'inspect':
       return inspectModel(req.model);
     case 'prune':
-      return pruneJob({ model: req.model, calib: req.calib, out: req.out, overwrite: req.overwrite, threads: req.threads, options: req.options }, hooks);
+      return pruneJob({ model: req.model, calib: req.calib, out: req.out, overwrite: req.overwrite, threads: req.threads, execution: req.execution, device: req.device, options: req.options }, hooks);
     case 'bench':
-      return (await benchJob({ models: req.models, eval: req.eval, samples: req.samples, threads: req.threads }, hooks)).map((r) => ({ ...r, answers: undefined }));
+      return (await benchJob({ models: req.models, eval: req.eval, samples: req.samples, threads: req.threads, device: req.device }, hooks)).map((r) => ({ ...r, answers: undefined }));
   }
 }
 

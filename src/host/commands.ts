@@ -110,7 +110,7 @@ export class Commands {
 
   private async runPrune(target: string, model: InspectResult, calib: string | undefined, options: Partial<PruneOptions>): Promise<void> {
     const out = uniqueFolder(settings.outputFolder(model.root, settings.runTag(options)));
-    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, threads: settings.threads() });
+    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, ...settings.runtime() });
     if (!rec) return;
     if (rec.report) this.showReportInLayers(rec.report);
     const msg = `Short-LVLM: pruned ${path.basename(model.root)} — removed layers ${rec.removed.join(', ')} (${rec.numLayers} of ${model.numLayers} remain) → ${path.basename(rec.out)}`;
@@ -240,7 +240,7 @@ export class Commands {
     const evalFile = await this.pickData('evaluation', ref, LAST_EVAL, 'evaluationData', '**/*eval*.jsonl', 'data/tiny-vqa/eval.jsonl');
     if (!evalFile) return;
     await this.ctx.globalState.update(LAST_EVAL, evalFile);
-    const res = await this.runs.bench(models, evalFile, settings.benchSamples(), settings.threads());
+    const res = await this.runs.bench(models, evalFile, settings.benchSamples(), settings.runtime());
     if (!res) return;
     for (const r of res.benchmark.rows) log().info(`bench ${r.label}: accuracy ${(r.accuracy * 100).toFixed(1)} %, ${r.samplesPerSecond.toFixed(2)} samples/s`);
     for (const f of res.reports) this.panels.refresh(f);

@@ -3,6 +3,7 @@
 // process killed by the EngineClient, and then the engine never reached its own cleanup, so
 // the `.NAME.partial-*` folder it was writing is removed here.
 
+import type { RuntimeSettings } from './settings';
 import { attachBenchmark } from '../engine/bench/attach';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -80,10 +81,10 @@ export class RunManager implements vscode.Disposable {
     return this.engine.request<InspectResult>({ type: 'inspect', model }).result;
   }
 
-  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; threads?: number }): Promise<RunRecord | undefined> {
+  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions> } & RuntimeSettings): Promise<RunRecord | undefined> {
     const title = `Short-LVLM: pruning ${path.basename(args.modelRoot)}`;
-    log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'}`);
-    const summary = await this.run<PruneSummary>(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, threads: args.threads, options: args.options }, () =>
+    log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'} device=${args.device ?? 'cpu'} execution=${args.execution ?? 'auto'}`);
+    const summary = await this.run<PruneSummary>(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, threads: args.threads, device: args.device, execution: args.execution, options: args.options }, () =>
       removePartials(args.out),
     );
     if (!summary) return undefined;
@@ -110,9 +111,9 @@ export class RunManager implements vscode.Disposable {
    * Benchmarks the models side by side (the first is the reference) and writes the result
    * into every benchmarked package that has a report. Returns the report paths updated.
    */
-  async bench(models: string[], evalFile: string, samples?: number, threads?: number): Promise<{ benchmark: BenchmarkReport; reports: string[] } | undefined> {
+  async bench(models: string[], evalFile: string, samples?: number, runtime: RuntimeSettings = {}): Promise<{ benchmark: BenchmarkReport; reports: string[] } | undefined> {
     log().info(`bench ${models.join(', ')} on ${evalFile}${samples ? ` (${samples} samples)` : ''}`);
-    const results = await this.run<BenchResult[]>(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, threads });
+    const results = await this.run<BenchResult[]>(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, threads: runtime.threads, device: runtime.device });
     if (!results) return undefined;
     const benchmark = toBenchmarkReport(results, evalFile);
     const reports = attachBenchmark(models, benchmark, (file, e) => log().error(`could not add the benchmark to ${file}: ${e.message}`));

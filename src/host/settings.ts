@@ -46,6 +46,18 @@ export function threads(): number | undefined {
   return t > 0 ? t : undefined;
 }
 
+export interface RuntimeSettings {
+  threads?: number;
+  device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
+  execution?: 'auto' | 'whole' | 'layerwise';
+}
+
+/** How the engine runs models: threads, execution provider, whole-graph or layer-wise decoder. */
+export function runtime(): RuntimeSettings {
+  const c = config();
+  return { threads: threads(), device: c.get<RuntimeSettings['device']>('device', 'cpu'), execution: c.get<RuntimeSettings['execution']>('execution', 'auto') };
+}
+
 export function benchSamples(): number | undefined {
   const n = config().get<number>('benchmarkSamples', 0);
   return n > 0 ? n : undefined;
@@ -92,7 +104,7 @@ export function logSettingChanges(out: vscode.LogOutputChannel): vscode.Disposab
   return vscode.workspace.onDidChangeConfiguration((e) => {
     if (!e.affectsConfiguration('shortLvlm')) return;
     const c = config();
-    const keys = ['ratio', 'method', 'compensation', 'scp', 'scpTarget', 'topP', 'keepMode', 'rank', 'features', 'candidates', 'samples', 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'outputFolder'];
+    const keys = ['ratio', 'method', 'compensation', 'scp', 'scpTarget', 'topP', 'keepMode', 'rank', 'features', 'candidates', 'samples', 'calibrationData', 'evaluationData', 'benchmarkSamples', 'threads', 'device', 'execution', 'outputFolder'];
     out.info(`settings changed: ${keys.filter((k) => e.affectsConfiguration(`shortLvlm.${k}`)).map((k) => `${k}=${JSON.stringify(c.get(k))}`).join(', ')}`);
   });
 }

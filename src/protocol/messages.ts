@@ -16,9 +16,11 @@ export type EngineRequest =
       out?: string;
       overwrite?: boolean;
       threads?: number;
+      execution?: 'auto' | 'whole' | 'layerwise';
+      device?: 'cpu' | 'cuda' | 'dml' | 'coreml';
       options: Partial<PruneOptions>;
     }
-  | { type: 'bench'; id: number; models: string[]; eval: string; samples?: number; threads?: number }
+  | { type: 'bench'; id: number; models: string[]; eval: string; samples?: number; threads?: number; device?: 'cpu' | 'cuda' | 'dml' | 'coreml' }
   | { type: 'cancel'; id: number };
 
 // ---------------------------------------------------------------- engine -> host

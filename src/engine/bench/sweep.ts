@@ -5,6 +5,7 @@
 // variant is scored in memory (no package written). Answers are one word, one token in
 // the tokenizers this targets, so accuracy is scored on the greedy first token.
 
+import { Device } from '../runtime/device';
 import { CalibSample, EvalItem, evalMessages, loadCalibration, loadEval, normalizeAnswer } from '../data/datasets';
 import { CalibrationSession } from '../method/calibrate';
 import { compensate } from '../method/scp';
@@ -33,6 +34,7 @@ export interface SweepArgs {
   samples?: number;
   evalSamples?: number;
   threads?: number;
+  device?: Device;
 }
 
 export interface SweepResult {
@@ -103,7 +105,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
   const pkg = openPackage(a.model);
   const samples: CalibSample[] = loadCalibration(a.calib, a.samples);
   const items: EvalItem[] = loadEval(a.eval, a.evalSamples);
-  const cs = await CalibrationSession.open(pkg, { threads: a.threads });
+  const cs = await CalibrationSession.open(pkg, { threads: a.threads, device: a.device });
   try {
     const L = cs.numLayers;
     const candidates = defaultCandidates(L);
@@ -116,7 +118,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
       hooks.onProgress?.({ stage: 'encode', done: i + 1, total: items.length });
     }
     const score = async (model: ModelProto, ref?: Scored): Promise<Scored & { agreement?: number; klMean?: number }> => {
-      const runner = await DecoderRunner.fromModel(model, cs.source, { threads: a.threads }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+      const runner = await DecoderRunner.fromModel(model, cs.source, { threads: a.threads, device: a.device }, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
       try {
         const fam: Record<string, { n: number; c: number }> = {};
         const logits: Float32Array[] = [];

@@ -59,6 +59,11 @@ export interface JobHooks {
   log?: (line: string) => void;
 }
 
+/** Where a calibration keeps its running sums so that a killed run can resume. */
+export interface CalibrationResume {
+  checkpoint?: string;
+}
+
 export interface Plan {
   removed: number[];
   scores: Array<number | null>;
@@ -96,8 +101,15 @@ export interface JobResult {
 }
 
 /** Calibration pass shared by prune and sweep. */
-export async function runCalibration(cs: CalibrationSession, samples: CalibSample[], o: PruneOptions, hooks: JobHooks): Promise<CalibrationStats> {
-  return calibrate(cs, samples, { topP: o.topP, keepMode: o.keepMode, onProgress: hooks.onProgress, checkCancelled: hooks.checkCancelled });
+export async function runCalibration(cs: CalibrationSession, samples: CalibSample[], o: PruneOptions, hooks: JobHooks, resume: CalibrationResume = {}): Promise<CalibrationStats> {
+  return calibrate(cs, samples, {
+    topP: o.topP,
+    keepMode: o.keepMode,
+    onProgress: hooks.onProgress,
+    checkCancelled: hooks.checkCancelled,
+    checkpoint: resume.checkpoint,
+    onResume: (done, total) => hooks.log?.(`resuming calibration after ${done} of ${total} samples (${resume.checkpoint})`),
+  });
 }
 
 export async function pruneWithStats(

@@ -75,6 +75,30 @@ export function decoderSpec(g: GraphProto, fallback: { kvHeads?: number; headDim
   };
 }
 
+export function emptyCache(spec: DecoderSpec): KvCache {
+  const { kvHeads, headDim, kvType } = spec;
+  const empty = () => (kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, kvHeads, 0, headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim]));
+  const tensors: ort.Tensor[] = [];
+  for (let i = 0; i < spec.past.length; i++) tensors.push(empty(), empty());
+  return { length: 0, tensors };
+}
+
+/** The graph inputs of one step over `seqLen` new positions (batch 1, no padding) after `past`. */
+export function decoderFeeds(s: DecoderSpec, embeds: Float32Array, seqLen: number, past: KvCache): Feeds {
+  const total = past.length + seqLen;
+  const feeds: Feeds = { [s.embeds]: floatTensor(s.embedsType, embeds, [1, seqLen, s.hidden]) };
+  if (s.attentionMask) feeds[s.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
+  if (s.positionIds) {
+    const pos = Array.from({ length: seqLen }, (_, i) => past.length + i);
+    feeds[s.positionIds] = s.positionRank === 3 ? int64Tensor([...pos, ...pos, ...pos], [3, 1, seqLen]) : int64Tensor(pos, [1, seqLen]);
+  }
+  s.past.forEach((p, i) => {
+    feeds[p.key] = past.tensors[2 * i];
+    feeds[p.value] = past.tensors[2 * i + 1];
+  });
+  return feeds;
+}
+
 export class DecoderRunner {
   private constructor(
     readonly session: ort.InferenceSession,
@@ -109,11 +133,7 @@ export class DecoderRunner {
   }
 
   emptyCache(): KvCache {
-    const { kvHeads, headDim, kvType } = this.spec;
-    const empty = () => (kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, kvHeads, 0, headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim]));
-    const tensors: ort.Tensor[] = [];
-    for (let i = 0; i < this.spec.past.length; i++) tensors.push(empty(), empty());
-    return { length: 0, tensors };
+    return emptyCache(this.spec);
   }
 
   /**
@@ -124,16 +144,7 @@ export class DecoderRunner {
     const s = this.spec;
     const past = cache ?? this.emptyCache();
     const total = past.length + seqLen;
-    const feeds: Feeds = { [s.embeds]: floatTensor(s.embedsType, embeds, [1, seqLen, s.hidden]) };
-    if (s.attentionMask) feeds[s.attentionMask] = int64Tensor(new Array(total).fill(1), [1, total]);
-    if (s.positionIds) {
-      const pos = Array.from({ length: seqLen }, (_, i) => past.length + i);
-      feeds[s.positionIds] = s.positionRank === 3 ? int64Tensor([...pos, ...pos, ...pos], [3, 1, seqLen]) : int64Tensor(pos, [1, seqLen]);
-    }
-    s.past.forEach((p, i) => {
-      feeds[p.key] = past.tensors[2 * i];
-      feeds[p.value] = past.tensors[2 * i + 1];
-    });
+    const feeds = decoderFeeds(s, embeds, seqLen, past);
     const wanted = [s.logits, ...s.present.flatMap((p) => [p.key, p.value]), ...fetch];
     const out = await this.session.run(feeds, wanted);
     const logitsT = out[s.logits];
