@@ -105,6 +105,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
   const pkg = openPackage(a.model);
   const samples: CalibSample[] = loadCalibration(a.calib, a.samples);
   const items: EvalItem[] = loadEval(a.eval, a.evalSamples);
+  let trials: TrialRunner | undefined;
   const cs = await CalibrationSession.open(pkg, { threads: a.threads, device: a.device });
   try {
     const L = cs.numLayers;
@@ -162,6 +163,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
     const outputAware = methods.some((m) => METHOD_SPECS[m].method === 'greedy' || METHOD_SPECS[m].comp === 'ls');
     const split = splitHoldout(samples, DEFAULT_HOLDOUT);
     const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: a.threads });
+    trials = tr;
     let held: Measured | undefined;
     let sel: Measured | undefined;
     if (outputAware) {
@@ -240,6 +242,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
     result.table = sweepTable(result, methods);
     return result;
   } finally {
+    await trials?.dispose();
     await cs.dispose();
   }
 }

@@ -8,6 +8,7 @@ import { klFromLogits } from '../bench/evaluate';
 import { removeLayers, replaceInitializer } from '../graph/surgery';
 import { ModelProto } from '../onnx/proto';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
+import { HiddenState, LayerwiseDecoder } from '../runtime/layerwise';
 import { RuntimeOptions } from '../runtime/ort';
 import { Encoded } from '../runtime/vlmFrontend';
 import { CurvePoint, OutputEffect } from '../../protocol/report';
@@ -51,15 +52,19 @@ export function compareLogits(ref: Float32Array[], got: Float32Array[]): OutputE
 }
 
 /**
- * Runs the decoder with a set of layers removed (and optionally some weights replaced) on
- * encoded prompts and returns the logits at their last position. This implementation rebuilds
- * the graph with the engine's own surgery and runs it whole; `layersRun` counts the decoder
- * layers executed per sample so that the cost is reported in forward-pass equivalents.
+ * Runs the decoder with a set of layers removed on encoded prompts and returns the logits at
+ * their last position. Plain removals go through the layer-wise runner from cached hidden
+ * states: the original model's residual stream entering each layer is kept per prompt set, so a
+ * trial removing S re-runs only the layers from min(S) on (skipping S) and the head. Trials with
+ * replaced weights (a compensation check) rebuild the graph with the engine's own surgery and
+ * run it whole. `layersRun` counts decoder layers executed, for forward-pass equivalents.
  */
 export class TrialRunner {
   trials = 0;
   layersRun = 0;
   samplesRun = 0;
+  private lw?: LayerwiseDecoder;
+  private readonly cache = new WeakMap<Encoded[], Map<number, HiddenState[]>>();
 
   constructor(
     private readonly cs: CalibrationSession,
@@ -67,12 +72,64 @@ export class TrialRunner {
     private readonly opts: RuntimeOptions = {},
   ) {}
 
-  async logits(removed: number[], prompts: Encoded[], replace?: Map<string, Float64Array>, checkCancelled?: () => void): Promise<Float32Array[]> {
-    let model: ModelProto = this.cs.source.model;
-    if (replace?.size) {
-      const inits = this.cs.source.initializerMap();
-      for (const [name, v] of replace) model = replaceInitializer(model, name, v, inits.get(name)!);
+  async dispose(): Promise<void> {
+    await this.lw?.dispose();
+    this.lw = undefined;
+  }
+
+  private decoder(): LayerwiseDecoder {
+    this.lw ??= LayerwiseDecoder.open(this.cs.source.model, this.cs.source, {
+      ...this.opts,
+      fallback: this.fallback,
+      // A model run layer-wise for memory keeps one piece open at a time here too.
+      ...(this.cs.execution?.execution === 'layerwise' ? { maxOpenBytes: 'one-piece' as const } : {}),
+    });
+    return this.lw;
+  }
+
+  /** The original model's states entering `layer` for every prompt, from the nearest cached layer below. */
+  private async statesAt(prompts: Encoded[], layer: number): Promise<HiddenState[]> {
+    const lw = this.decoder();
+    let byLayer = this.cache.get(prompts);
+    if (!byLayer) {
+      byLayer = new Map();
+      const s0: HiddenState[] = [];
+      for (const p of prompts) s0.push(await lw.prologue(p.embeds, p.seqLen));
+      byLayer.set(0, s0);
+      this.cache.set(prompts, byLayer);
     }
+    const hit = byLayer.get(layer);
+    if (hit) return hit;
+    const below = Math.max(...[...byLayer.keys()].filter((k) => k <= layer));
+    const states = await lw.runMany(byLayer.get(below)!, layer);
+    this.layersRun += (layer - below) * prompts.length;
+    byLayer.set(layer, states);
+    return states;
+  }
+
+  async logits(removed: number[], prompts: Encoded[], replace?: Map<string, Float64Array>, checkCancelled?: () => void): Promise<Float32Array[]> {
+    checkCancelled?.();
+    const L = this.cs.numLayers;
+    this.trials++;
+    this.samplesRun += prompts.length;
+    if (replace?.size) return this.wholeGraph(removed, prompts, replace, checkCancelled);
+    const lw = this.decoder();
+    const from = removed.length ? Math.min(...removed) : L;
+    const states = await this.statesAt(prompts, from);
+    const ends = await lw.runMany(states, L, { skip: removed });
+    this.layersRun += (L - from - removed.filter((l) => l >= from).length) * prompts.length;
+    const out: Float32Array[] = [];
+    for (const e of ends) {
+      checkCancelled?.();
+      out.push((await lw.logits(e)).logits);
+    }
+    return out;
+  }
+
+  private async wholeGraph(removed: number[], prompts: Encoded[], replace: Map<string, Float64Array>, checkCancelled?: () => void): Promise<Float32Array[]> {
+    let model: ModelProto = this.cs.source.model;
+    const inits = this.cs.source.initializerMap();
+    for (const [name, v] of replace) model = replaceInitializer(model, name, v, inits.get(name)!);
     if (removed.length) model = removeLayers(model, removed).model;
     const runner = await DecoderRunner.fromModel(model, this.cs.source, this.opts, this.fallback);
     try {
@@ -81,9 +138,7 @@ export class TrialRunner {
         checkCancelled?.();
         out.push((await runner.step(p.embeds, p.seqLen)).lastLogits);
       }
-      this.trials++;
       this.layersRun += (this.cs.numLayers - removed.length) * prompts.length;
-      this.samplesRun += prompts.length;
       return out;
     } finally {
       await runner.dispose();

@@ -112,19 +112,39 @@ export async function runCalibration(cs: CalibrationSession, samples: CalibSampl
   });
 }
 
+type PruneOut = { outDir: string; overwrite?: boolean; calibFile?: string; heldOut?: CalibSample[]; heldOutInCalibration?: boolean; threads?: number };
+
 export async function pruneWithStats(
   pkg: ModelPackage,
   cs: CalibrationSession,
   samples: CalibSample[],
   stats: CalibrationStats,
   o: PruneOptions,
-  out: { outDir: string; overwrite?: boolean; calibFile?: string; heldOut?: CalibSample[]; heldOutInCalibration?: boolean; threads?: number },
+  out: PruneOut,
   hooks: JobHooks,
   timings: Record<string, number> = {},
 ): Promise<JobResult> {
+  const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: out.threads });
+  try {
+    return await pruneWithTrials(pkg, cs, tr, samples, stats, o, out, hooks, timings);
+  } finally {
+    await tr.dispose();
+  }
+}
+
+async function pruneWithTrials(
+  pkg: ModelPackage,
+  cs: CalibrationSession,
+  tr: TrialRunner,
+  samples: CalibSample[],
+  stats: CalibrationStats,
+  o: PruneOptions,
+  out: PruneOut,
+  hooks: JobHooks,
+  timings: Record<string, number>,
+): Promise<JobResult> {
   const L = stats.numLayers;
   const heldOut = out.heldOut ?? [];
-  const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: out.threads });
   const warnings: string[] = [];
   let held: Measured | undefined;
   let skip: OutputEffect[] | undefined;
