@@ -226,7 +226,7 @@ export class Commands {
       ...originals.map((m) => ({ label: path.basename(m), description: 'original', detail: m, model: m, original: true, picked: latest ? latest.model === m : m === originals[0] })),
       ...hist.map((r) => ({
         label: path.basename(r.out),
-        description: `pruned: ${r.method}${r.scp ? '+SCP' : ''}, −[${r.removed.join(',')}]`,
+        description: `pruned: ${r.method}${(r.compensation ?? (r.scp ? 'scp' : 'none')) === 'scp' ? '+SCP' : r.compensation === 'ls' ? '+LS' : ''}, −[${r.removed.join(',')}]`,
         detail: r.out,
         model: r.out,
         original: false,
