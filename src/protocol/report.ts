@@ -65,6 +65,8 @@ export interface CurvePoint extends OutputEffect {
 export interface MeasurementReport {
   positions: 'first-answer-token';
   heldOutSamples: number;
+  /** Ids of the held-out calibration samples. */
+  heldOutIds?: string[];
   selectionSamples: number;
   /** Model runs with some layers removed (trials), and their cost in full forward passes per calibration sample used. */
   trials: number;

@@ -61,9 +61,10 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 test('skip cost equals the KL and agreement of a package written without that layer, run plainly', async () => {
   const m = report.measurement!;
   assert.equal(m.positions, 'first-answer-token');
-  // The held-out slice at 25 %: every fourth sample (indices 3, 7, 11, ...).
-  const held = loadCalibration(calib, SAMPLES).filter((_, i) => i % 4 === 3);
+  // The held-out slice the report names (25 %, every family of the cycling file represented).
+  const held = loadCalibration(calib, SAMPLES).filter((s) => m.heldOutIds!.includes(s.id));
   assert.equal(m.heldOutSamples, held.length);
+  assert.equal(held.length, SAMPLES / 4);
   const pkg = openPackage(model);
   const frontend = await VlmFrontend.open(pkg);
   const prompts: Encoded[] = [];

@@ -15,17 +15,29 @@ import { CurvePoint, OutputEffect } from '../../protocol/report';
 import { CalibrationSession, Progress } from './calibrate';
 import { greedySelect } from './greedy';
 
+/** A fixed 32-bit mix of the sample index (murmur3 finaliser): the split's pseudo-random order. */
+function mixIndex(i: number): number {
+  let h = (i + 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 /**
- * Deterministic interleaved split: sample i is held out when floor((i + 1) f) > floor(i f), so
- * the held-out share is f of every stretch of the file (calibration files are often grouped).
+ * Deterministic pseudo-random split: round(f N) samples, chosen by a fixed hash of their index,
+ * are held out; both slices keep the file's order. Not a stride: calibration files often cycle
+ * through task families (the bundled one does, with period 4), and every k-th sample would then
+ * hold out a single family.
  */
-export function splitHoldout<T>(samples: T[], fraction: number): { select: T[]; heldOut: T[] } {
+export function splitHoldout<T>(samples: T[], fraction: number): { select: T[]; heldOut: T[]; heldOutIndices: number[] } {
   if (!(fraction >= 0 && fraction < 1)) throw new Error(`holdout must be in [0, 1), got ${fraction}`);
+  const n = Math.round(fraction * samples.length);
+  const held = new Set(samples.map((_, i) => i).sort((a, b) => mixIndex(a) - mixIndex(b) || a - b).slice(0, n));
   const select: T[] = [];
   const heldOut: T[] = [];
-  samples.forEach((s, i) => (Math.floor((i + 1) * fraction) > Math.floor(i * fraction) ? heldOut : select).push(s));
+  samples.forEach((s, i) => (held.has(i) ? heldOut : select).push(s));
   if (fraction > 0 && (!heldOut.length || !select.length)) throw new Error(`holdout ${fraction} of ${samples.length} calibration samples leaves an empty slice; use more samples`);
-  return { select, heldOut };
+  return { select, heldOut, heldOutIndices: [...held].sort((a, b) => a - b) };
 }
 
 /** The prompt whose last position predicts the first answer token: messages up to the first user turn. */

@@ -226,7 +226,7 @@ async function pruneWithTrials(
     timings,
     warnings: [...scp.warnings, ...warnings],
     methodNote: methodNote(o),
-    ...(held ? { measurement: { positions: 'first-answer-token' as const, heldOutSamples: heldOut.length, selectionSamples: samples.length, trials: tr.trials, forwardPassesPerSample: tr.forwardPassesPerSample(out.heldOutInCalibration ? samples.length : samples.length + heldOut.length), heldOutInCalibration: !!out.heldOutInCalibration } } : {}),
+    ...(held ? { measurement: { positions: 'first-answer-token' as const, heldOutSamples: heldOut.length, heldOutIds: heldOut.map((x) => x.id), selectionSamples: samples.length, trials: tr.trials, forwardPassesPerSample: tr.forwardPassesPerSample(out.heldOutInCalibration ? samples.length : samples.length + heldOut.length), heldOutInCalibration: !!out.heldOutInCalibration } } : {}),
     ...(selection ? { selection } : {}),
     ...(ls && check?.applied !== false ? { lsMaps: ls.maps } : {}),
     ...(check ? { compensationCheck: check } : {}),
