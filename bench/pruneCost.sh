@@ -4,11 +4,11 @@
 # trials' cost in forward-pass equivalents per calibration sample (from each report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npm run --silent build
+[ -n "${NO_BUILD:-}" ] || npm run --silent build
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for m in svl greedy; do
-  npm run --silent cli -- prune models/tiny-llava --calib data/tiny-vqa/calib.json --ratio 0.3 \
+  node "${CLI:-dist/cli.js}" prune models/tiny-llava --calib data/tiny-vqa/calib.json --ratio 0.3 \
     --method "$m" --out "$tmp/$m" --json --quiet > "$tmp/$m.json"
 done
 node -e '
