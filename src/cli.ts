@@ -47,6 +47,7 @@ commands:
 
   sweep <model> --calib <file> --eval <file> [--ratios 0.1,0.2,0.3,0.4]
         [--methods svl,svl-noscp,cosine,cosine-scp,text,visual] [--random-seeds 3]
+        (also: svl-ls, greedy, greedy-ls, greedy-scp, greedy-wide, greedy-wide-ls)
         [--exhaustive-limit 100] [--samples N] [--eval-samples N] [--device D] [--out <file.json>]
       The paper's ablation on this model: methods x ratios, random dropping and, where
       small enough, every subset of the candidate layers.
