@@ -155,7 +155,7 @@ export class Commands {
     type Item = vscode.QuickPickItem & { ratio?: number; minAgreement?: number };
     const items: Item[] = pruneChoices(numLayers, { ...settings.pruneOptionsFromSettings(), ratio: dflt }, last);
     items.push({ label: '$(edit) Custom...' });
-    const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: how much to prune (1/2)', placeHolder: 'Fraction of decoder layers to remove, or a quality budget', ignoreFocusOut: true });
+    const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: pruning ratio or quality budget (1/2)', placeHolder: 'Fraction of decoder layers to remove, or a quality budget', ignoreFocusOut: true });
     if (!pick) return undefined;
     if (pick.ratio !== undefined) return { ratio: pick.ratio };
     if (pick.minAgreement !== undefined) return { minAgreement: pick.minAgreement };
