@@ -74,8 +74,11 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   // Output-aware choices (greedy, a budget) calibrate and choose on one slice and measure on
   // the other; the score-ranked methods keep calibrating on every sample as published, and the
   // held-out slice then only feeds the report's skip costs.
-  const split = splitHoldout(all, o.holdout ?? DEFAULT_HOLDOUT);
   const disjoint = o.method === 'greedy' || hasBudget(o);
+  const fraction = o.holdout ?? DEFAULT_HOLDOUT;
+  const heldCount = Math.round(fraction * all.length);
+  // The score-ranked methods need no held-out slice: with too few samples for one, they skip the measurement.
+  const split = disjoint || (heldCount >= 1 && heldCount < all.length) ? splitHoldout(all, fraction) : { select: all, heldOut: [] as typeof all };
   const samples = disjoint ? split.select : all;
   const budgetTag = hasBudget(o) ? `budget${o.minAgreement !== undefined ? `-a${o.minAgreement}` : ''}${o.maxKl !== undefined ? `-kl${o.maxKl}` : ''}` : `r${o.ratio}`;
   const tag = o.method === 'manual' ? `l${o.layers!.join('-')}` : `${o.method}-${budgetTag}${comp === 'scp' ? '' : comp === 'ls' ? '-ls' : '-noscp'}`;
