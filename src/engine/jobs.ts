@@ -94,7 +94,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
     t = Date.now();
-    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib), heldOut: split.heldOut, heldOutInCalibration: !disjoint, threads: a.threads }, hooks, timings);
+    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib), heldOut: split.heldOut, heldOutInCalibration: !disjoint, threads: a.threads, device: a.device }, hooks, timings);
     fs.rmSync(checkpoint, { force: true });
     return {
       out: res.outDir,

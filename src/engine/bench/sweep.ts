@@ -162,7 +162,7 @@ export async function sweepJob(a: SweepArgs, hooks: JobHooks = {}): Promise<Swee
     // on the other (the score-ranked ones keep every sample, as published).
     const outputAware = methods.some((m) => METHOD_SPECS[m].method === 'greedy' || METHOD_SPECS[m].comp === 'ls');
     const split = splitHoldout(samples, DEFAULT_HOLDOUT);
-    const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: a.threads });
+    const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: a.threads, device: a.device });
     trials = tr;
     let held: Measured | undefined;
     let sel: Measured | undefined;

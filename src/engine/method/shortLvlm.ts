@@ -7,6 +7,7 @@ import * as path from 'path';
 import { CalibSample } from '../data/datasets';
 import { mat, projectWeight } from '../linalg/svd';
 import { OnnxFile } from '../onnx/onnxFile';
+import { RuntimeOptions } from '../runtime/ort';
 import { ModelPackage } from '../package/modelPackage';
 import { writePrunedPackage } from '../package/writePackage';
 import { foldMap } from '../linalg/leastSquares';
@@ -112,7 +113,7 @@ export async function runCalibration(cs: CalibrationSession, samples: CalibSampl
   });
 }
 
-type PruneOut = { outDir: string; overwrite?: boolean; calibFile?: string; heldOut?: CalibSample[]; heldOutInCalibration?: boolean; threads?: number };
+type PruneOut = { outDir: string; overwrite?: boolean; calibFile?: string; heldOut?: CalibSample[]; heldOutInCalibration?: boolean; threads?: number; device?: RuntimeOptions['device'] };
 
 export async function pruneWithStats(
   pkg: ModelPackage,
@@ -124,7 +125,7 @@ export async function pruneWithStats(
   hooks: JobHooks,
   timings: Record<string, number> = {},
 ): Promise<JobResult> {
-  const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: out.threads });
+  const tr = new TrialRunner(cs, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim }, { threads: out.threads, device: out.device });
   try {
     return await pruneWithTrials(pkg, cs, tr, samples, stats, o, out, hooks, timings);
   } finally {
