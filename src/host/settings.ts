@@ -29,7 +29,7 @@ export function pruneOptionsFromSettings(): Partial<PruneOptions> {
     keepMode: c.get<'count' | 'nucleus'>('keepMode', 'count'),
     features: c.get<FeatureMode>('features', 'kept'),
   };
-  // "auto": SCP for the paper's method, least squares for greedy; scp = false still means none.
+  // "auto": SCP for the paper's method, none for greedy; scp = false still means none.
   const comp = c.get<string>('compensation', 'auto');
   if (comp !== 'auto' && o.scp !== false) o.compensation = comp as Compensation;
   const rank = c.get<number>('rank', 0);

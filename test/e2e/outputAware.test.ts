@@ -132,10 +132,11 @@ test('least-squares compensation is applied only when it lowers the held-out KL;
 
 test('a quality budget removes the most layers whose held-out agreement meets it, and records the curve', () => {
   const curve = report.selection!.curve;
-  // A budget just at the second point's agreement admits at least two layers.
+  // A budget just at the second point's agreement admits at least two layers (the same greedy
+  // order: the ratio run above used the default candidates, every layer but the first and last).
   const bound = Math.min(curve[0].agreement, curve[1].agreement);
   const out = path.join(tmp, 'budget');
-  const r = runCli(['prune', model, '--calib', calib, '--method', 'greedy', '--min-agreement', String(bound), '--no-scp', '--samples', String(SAMPLES), '--out', out, '--json', '--quiet']);
+  const r = runCli(['prune', model, '--calib', calib, '--method', 'greedy', '--min-agreement', String(bound), '--no-scp', '--samples', String(SAMPLES), '--candidates', '1-14', '--out', out, '--json', '--quiet']);
   const rep = JSON.parse(fs.readFileSync(path.join(out, 'short-lvlm-report.json'), 'utf8')) as Report;
   const sel = rep.selection!;
   const ok = sel.curve.map((p) => p.agreement >= bound);

@@ -32,7 +32,8 @@ test('the quick pick offers quality budgets next to the ratios and names the met
   assert.deepEqual(budgets.map((b) => b.minAgreement), [0.95, 0.9]);
   assert.equal(ratios.find((c) => c.ratio === 0.3)!.description, 'remove 5 of 16 layers (default)');
   for (const c of greedy) assert.match(c.detail!, /not the paper's TIS-cosine choice/);
-  for (const c of greedy) assert.match(c.detail!, /least-squares compensation/);
+  for (const c of greedy) assert.match(c.detail!, /no compensation/);
+  for (const c of pruneChoices(16, { method: 'greedy', compensation: 'ls' })) assert.match(c.detail!, /least-squares compensation/);
   const svl = pruneChoices(16, { method: 'svl', ratio: 0.3 }, { minAgreement: 0.9 });
   for (const c of svl) assert.match(c.detail!, /Short-LVLM as published \(TIS cosine\), SCP compensation/);
   assert.match(svl.find((c) => c.minAgreement === 0.9)!.description, /\(last used\)/);

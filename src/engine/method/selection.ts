@@ -5,6 +5,16 @@ export function defaultCandidates(numLayers: number): [number, number] {
   return [Math.floor(numLayers / 2), numLayers - 1];
 }
 
+/**
+ * Candidates of the output-aware greedy method: every layer but the first and the last (as in
+ * SLEB). It measures what removal does, so it needs no prior that late layers are redundant; on
+ * the bundled model the widest range kept 86.5 % at 40 % against 73.8 for the best subset of the
+ * last half (README, "Choosing the default").
+ */
+export function outputAwareCandidates(numLayers: number): [number, number] {
+  return numLayers >= 4 ? [1, numLayers - 2] : defaultCandidates(numLayers);
+}
+
 export function layersToRemove(ratio: number, numLayers: number): number {
   if (!(ratio > 0 && ratio <= 0.5)) throw new Error(`ratio must be in (0, 0.5], got ${ratio}`);
   const n = Math.round(ratio * numLayers);

@@ -14,7 +14,7 @@ import { foldMap } from '../linalg/leastSquares';
 import { Compensation, CompensationCheck, DEFAULT_METHOD, resolveCompensation, CurvePoint, LayerReport, OutputEffect, PruneOptions, Recipe, RECIPE_FORMAT, Report, REPORT_FORMAT, SelectionReport } from '../../protocol/report';
 import { calibrate, CalibrationSession, CalibrationStats, layerMeans, Progress } from './calibrate';
 import { compensate, ScpResult } from './scp';
-import { defaultCandidates, layersToRemove, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
+import { defaultCandidates, layersToRemove, outputAwareCandidates, pairPartners, rankByScore, selectByScore, selectRandom } from './selection';
 import { withinBudget } from './greedy';
 import { lsCompensate } from './lsCompensation';
 import { compareLogits, encodePrompts, greedyCurve, Measured, measureSet, skipCosts, TrialRunner } from './outputAware';
@@ -311,7 +311,7 @@ async function choose(
   if (budget && !held) throw new Error('a quality budget (--min-agreement / --max-kl) needs held-out samples: set --holdout above 0');
   if (o.method !== 'greedy' && !budget) return { plan: planFromStats(stats, o) };
   if (o.method === 'manual' || o.method === 'random') throw new Error(`a quality budget cannot be combined with --method ${o.method}`);
-  const candidates = o.candidates ?? defaultCandidates(L);
+  const candidates = o.candidates ?? (o.method === 'greedy' ? outputAwareCandidates(L) : defaultCandidates(L));
   const range = Array.from({ length: candidates[1] - candidates[0] + 1 }, (_, i) => candidates[0] + i);
   const steps = budget ? budgetSteps(L, candidates) : layersToRemove(o.ratio, L);
   const proxy = methodScores(stats, 'svl');
