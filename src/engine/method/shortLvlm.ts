@@ -243,7 +243,8 @@ async function pruneWithTrials(
   const tw = Date.now();
   const res = writePrunedPackage(pkg, {
     remove: plan.removed,
-    replace: scp.replace,
+    // SCP's or least squares' replaced weights (emptied above when the held-out check refused them).
+    replace,
     outDir: out.outDir,
     overwrite: out.overwrite,
     extraJson: { 'short-lvlm-report.json': report, 'recipe.json': recipe },
