@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { outputName, outputTag, REPORT_FILE } from '../../src/protocol/files';
 import { PANEL_KINDS, panelViewType, REPORT_VIEW_TYPE } from '../../src/protocol/messages';
-import { DEFAULT_PRUNE_OPTIONS, METHODS, OptionError, optionsFromSettings, OptionSpec, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from '../../src/protocol/options';
+import { DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, METHODS, OptionError, optionsFromSettings, OptionSpec, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from '../../src/protocol/options';
 import { VARIANTS, writeVariant } from '../support/engineFixtures';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
@@ -27,14 +27,15 @@ function sources(dir: string): string[] {
 const read = (rel: string) => fs.readFileSync(path.join(repo, rel), 'utf8');
 
 test('package.json settings follow the option table: names, allowed values, defaults, bounds', () => {
-  const defaults: Record<string, unknown> = { ...DEFAULT_PRUNE_OPTIONS };
+  const defaults: Record<string, unknown> = { ...DEFAULT_RUN_OPTIONS, ...DEFAULT_PRUNE_OPTIONS };
   for (const [key, s] of Object.entries({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS }) as [string, OptionSpec][]) {
     if (!s.setting) continue;
     const p = props[`shortLvlm.${s.setting}`];
     assert.ok(p, `package.json declares shortLvlm.${s.setting}`);
     const dflt = defaults[key];
-    // Options the engine derives (rank, samples, candidates) default to 0 / "" = "let the engine decide".
-    assert.deepEqual(p.default, dflt ?? (p.type === 'string' ? '' : 0), `shortLvlm.${s.setting} default`);
+    // Options the engine derives (rank, samples, candidates) default to 0 / "" = "let the engine
+    // decide", or to the option's own word for it (compensation and execution: "auto").
+    assert.deepEqual(p.default, dflt ?? s.unset ?? (p.type === 'string' ? '' : 0), `shortLvlm.${s.setting} default`);
     if (s.kind === 'enum') assert.deepEqual(p.enum, [...s.values!], `shortLvlm.${s.setting} values`);
     if (s.kind === 'flag') assert.equal(p.type, 'boolean');
     if (s.kind === 'integer') assert.equal(p.type, 'integer');
@@ -46,7 +47,7 @@ test('package.json settings follow the option table: names, allowed values, defa
 test('settings are checked as the CLI checks its flags, errors naming the setting', () => {
   const settings = (values: Record<string, unknown>) => optionsFromSettings((k, d) => (k in values ? values[k] : d), 'shortLvlm.');
   // The defaults as the README's option table states them (seed has no setting).
-  assert.deepEqual(settings({}), { ratio: 0.3, method: 'svl', scp: true, scpTarget: 'down_proj', topP: 0.1, keepMode: 'count', features: 'kept' });
+  assert.deepEqual(settings({}), { ratio: 0.3, method: 'greedy', scp: true, scpTarget: 'down_proj', topP: 0.1, keepMode: 'count', features: 'kept' });
   assert.deepEqual(settings({ rank: 4, candidates: '8-15', samples: 16, scp: false }).candidates, [8, 15]);
   assert.equal(settings({ rank: 0 }).rank, undefined, '0 = automatic');
   const refuses = (values: Record<string, unknown>, re: RegExp) => assert.throws(() => settings(values), (e: Error) => e instanceof OptionError && re.test(e.message));

@@ -5,6 +5,7 @@
 
 import { makeValueInfo } from '../onnx/builder';
 import { DataType, ModelProto } from '../onnx/proto';
+import { FINAL_RESIDUAL } from './cut';
 import { GraphIndex } from './graphIndex';
 import { discoverLayers, DecoderStructure } from './layers';
 import { cloneModel } from './surgery';
@@ -30,7 +31,6 @@ export interface Instrumented {
   embeddings: string;
 }
 
-const FINAL_RESIDUAL = 'short_lvlm.final_residual';
 
 export function instrumentDecoder(model: ModelProto, opts: { attention?: boolean; layers?: number[] } = {}): Instrumented {
   const out = cloneModel(model);

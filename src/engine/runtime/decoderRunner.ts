@@ -60,6 +60,14 @@ export function decoderSpec(g: GraphProto, fallback: { kvHeads?: number; headDim
   };
 }
 
+/** Empty KV-cache inputs (batch 1, no past positions) under the decoder's past names. */
+export function emptyPast(s: DecoderSpec): Feeds {
+  const empty = () => (s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]));
+  const feeds: Feeds = {};
+  for (const p of s.past) for (const n of [p.key, p.value]) feeds[n] = empty();
+  return feeds;
+}
+
 export class DecoderRunner {
   private constructor(
     readonly session: ort.InferenceSession,
@@ -82,6 +90,35 @@ export class DecoderRunner {
     const spec = decoderSpec(model.graph, fallback);
     const owned = await openEditedSession(model, source, opts);
     return new DecoderRunner(owned.session, spec, owned);
+  }
+
+  /**
+   * A runner that never runs the decoder: its session has the graph's inputs and outputs and
+   * answers every run with placeholder outputs (a 1 x 1 x 1 logits tensor, empty caches), so a
+   * frontend's prefill through it yields the exact decoder feeds it prepares (mask, positions,
+   * ...) without loading the decoder. Layer-wise execution feeds them to its prologue.
+   */
+  static feedsOnly(graph: GraphProto, spec: DecoderSpec): DecoderRunner {
+    // What onnxruntime reports of a session's inputs: element type and shape, symbolic dims by name.
+    const elemType = (t?: number) => (t === DataType.FLOAT16 ? 'float16' : t === DataType.INT64 ? 'int64' : t === DataType.INT32 ? 'int32' : 'float32');
+    const meta = (v: GraphProto['input'][number]) => ({ name: v.name, isTensor: true, type: elemType(v.elemType), shape: (v.shape ?? []).map((d) => d.value ?? d.param ?? '') });
+    const session = {
+      inputNames: graph.input.map((v) => v.name),
+      outputNames: graph.output.map((v) => v.name),
+      inputMetadata: graph.input.map(meta),
+      outputMetadata: graph.output.map(meta),
+      run: async () => {
+        const out: Record<string, ort.Tensor> = { [spec.logits]: new ort.Tensor('float32', new Float32Array(1), [1, 1, 1]) };
+        const empty = emptyPast(spec);
+        spec.present.forEach((p, i) => {
+          out[p.key] = empty[spec.past[i]?.key] ?? new ort.Tensor('float32', new Float32Array(0), [1, spec.kvHeads, 0, spec.headDim]);
+          out[p.value] = empty[spec.past[i]?.value] ?? new ort.Tensor('float32', new Float32Array(0), [1, spec.kvHeads, 0, spec.headDim]);
+        });
+        return out;
+      },
+      release: async () => undefined,
+    };
+    return new DecoderRunner(session as unknown as ort.InferenceSession, spec);
   }
 
   async dispose(): Promise<void> {
@@ -108,8 +145,7 @@ export class DecoderRunner {
     const s = this.spec;
     const names = new Set(this.session.inputNames);
     const feeds: Feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => names.has(k)));
-    const empty = () => (s.kvType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), [1, s.kvHeads, 0, s.headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, s.kvHeads, 0, s.headDim]));
-    for (const p of s.past) for (const n of [p.key, p.value]) feeds[n] ??= empty();
+    for (const [n, t] of Object.entries(emptyPast(s))) feeds[n] ??= t;
     const wanted = [...new Set([...this.session.outputNames, ...fetch])];
     const out = await this.session.run(feeds, wanted);
     const logitsT = out[s.logits];

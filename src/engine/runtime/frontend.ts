@@ -6,9 +6,10 @@
 // models as genai's pipeline runs them (genaiFrontend.ts).
 
 import { ModelPackage } from '../package/modelPackage';
-import { DecoderRunner } from './decoderRunner';
+import { DecoderRunner, DecoderSpec } from './decoderRunner';
+import { GraphProto } from '../onnx/proto';
 import { GenaiFrontend } from './genaiFrontend';
-import { RuntimeOptions } from './ort';
+import { Feeds, RuntimeOptions } from './ort';
 import { ChatMessage, Encoded, Generation, Prefill, VlmFrontend } from './vlmFrontend';
 
 export interface Frontend {
@@ -25,4 +26,22 @@ export interface Frontend {
 
 export function openFrontend(pkg: ModelPackage, opts?: RuntimeOptions): Promise<Frontend> {
   return pkg.layout === 'genai' ? GenaiFrontend.open(pkg, opts) : VlmFrontend.open(pkg, opts);
+}
+
+/** The prompt pass's decoder feeds (KV cache left out), as the frontend builds them for `graph`. */
+export interface PreparedFeeds {
+  feeds: Feeds;
+  /** inputs_embeds as float32 [seqLen, hidden]. */
+  embeds: Float32Array;
+  hidden: number;
+}
+
+/**
+ * The exact feeds a frontend prepares for the prompt pass (inputs_embeds, attention mask,
+ * the family's position ids, ...) without running the decoder: layer-wise execution feeds
+ * them to its prologue piece, so it sees what the whole decoder would.
+ */
+export async function prepareFeeds(frontend: Frontend, enc: Encoded, graph: GraphProto, spec: DecoderSpec): Promise<PreparedFeeds> {
+  const p = await frontend.prefill(enc, DecoderRunner.feedsOnly(graph, spec));
+  return { feeds: p.feeds, embeds: p.embeds, hidden: p.hidden };
 }

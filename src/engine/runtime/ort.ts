@@ -9,6 +9,7 @@ import { OnnxFile, externalLocations, halfToFloat, floatToHalf } from '../onnx/o
 import { encodeModel, ModelProto } from '../onnx/proto';
 import { makeScratchDir, removeScratchDir } from '../scratch';
 import { SESSION_PREFIX } from '../../protocol/files';
+import { Device, providerOptions } from './device';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -18,9 +19,11 @@ export interface RuntimeOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Intra-op threads (0 = onnxruntime's default). */
   threads?: number;
+  /** Execution provider (default cpu). */
+  device?: Device;
 }
 
-function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
   const so: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: o.optimization ?? 'all',
     interOpNumThreads: 1,
@@ -28,12 +31,13 @@ function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOpt
     logSeverityLevel: 3,
   };
   if (o.threads && o.threads > 0) so.intraOpNumThreads = o.threads;
-  return so;
+  return { ...so, ...providerOptions(o.device) };
 }
 
 export async function openSession(file: string, o?: RuntimeOptions): Promise<ort.InferenceSession> {
+  const so = sessionOptions(o); // a missing execution provider is reported as it is
   try {
-    return await ort.InferenceSession.create(file, sessionOptions(o));
+    return await ort.InferenceSession.create(file, so);
   } catch (e) {
     throw new Error(`onnxruntime could not load ${path.basename(file)}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -53,15 +57,16 @@ export interface OwnedSession {
  */
 export async function openEditedSession(model: ModelProto, source: OnnxFile, o?: RuntimeOptions): Promise<OwnedSession> {
   const locations = externalLocations(model);
+  const so = sessionOptions(o);
   if (!locations.length) {
-    const session = await ort.InferenceSession.create(encodeModel(model), sessionOptions(o));
+    const session = await ort.InferenceSession.create(encodeModel(model), so);
     return { session, dispose: () => session.release() };
   }
   const dir = linkedCopyDir(source, locations);
   try {
     const file = path.join(dir, path.basename(source.filePath));
     fs.writeFileSync(file, encodeModel(model));
-    const session = await ort.InferenceSession.create(file, sessionOptions(o));
+    const session = await ort.InferenceSession.create(file, so);
     return {
       session,
       dispose: async () => {
@@ -78,7 +83,11 @@ export async function openEditedSession(model: ModelProto, source: OnnxFile, o?:
   }
 }
 
-function linkedCopyDir(source: OnnxFile, locations: string[]): string {
+/**
+ * A fresh folder from which a model written there resolves `source`'s external data:
+ * hard links (same file system), else copies. The caller removes it.
+ */
+export function linkedCopyDir(source: OnnxFile, locations: string[]): string {
   // Beside the package (a decoder in `onnx/` belongs to the folder above it), never inside it.
   const modelDir = path.resolve(source.dir);
   const packageDir = path.basename(modelDir) === 'onnx' ? path.dirname(modelDir) : modelDir;
