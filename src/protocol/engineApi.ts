@@ -31,6 +31,8 @@ export interface InspectReport {
   decoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
+  /** The model family as the package's config names it (config.json model_type, genai_config.json model.type). */
+  family?: string;
   /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
   genai?: { type: string; unsupported?: string };
   files: { path: string; bytes: number }[];
