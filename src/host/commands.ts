@@ -15,6 +15,7 @@ import { LayersView } from './layersView';
 import { log, showError } from './log';
 import { Panels, readReport } from './panels';
 import { revealFolder } from './reveal';
+import { stackOf } from './stackMap';
 import { InspectResult, RunManager, RunRecord } from './runManager';
 import * as settings from './settings';
 
@@ -41,7 +42,7 @@ export class Commands {
         try {
           await fn.apply(this, a);
         } catch (e) {
-          log().error(`${id}: ${(e as Error).stack ?? e}`);
+          log().error(`${id}: ${stackOf(e)}`);
           void showError(`Short-LVLM: ${describeError(e)}`);
         }
       });

@@ -8,6 +8,7 @@ import * as path from 'path';
 import * as vscode from 'vscode';
 import { log } from './log';
 import type { RunManager } from './runManager';
+import { stackOf } from './stackMap';
 
 export const WALKTHROUGH_COMMANDS = {
   openDemo: 'shortLvlm.walkthrough.openDemo',
@@ -41,7 +42,7 @@ export class Walkthrough implements vscode.Disposable {
     try {
       await fn();
     } catch (e) {
-      log().error(`walkthrough: ${(e as Error).stack ?? e}`);
+      log().error(`walkthrough: ${stackOf(e)}`);
       void vscode.window.showErrorMessage(`Short-LVLM: ${(e as Error).message}`);
     }
   }
