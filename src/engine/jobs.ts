@@ -156,7 +156,7 @@ export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<Benc
     threads: a.threads,
     device: a.device,
     checkCancelled: hooks.checkCancelled,
-    onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
+    onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total, etaSeconds: p.etaSeconds }),
   });
   const benchmark = toBenchmarkReport(measured, path.resolve(a.eval));
   hooks.checkCancelled?.();

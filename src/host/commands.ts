@@ -243,15 +243,26 @@ export class Commands {
 
   // ------------------------------------------------------------------ benchmark
 
-  private async benchmark(): Promise<void> {
+  /** `reportPath`: the report whose panel asked (its original and pruned models are preselected). */
+  private async benchmark(reportPath?: string): Promise<void> {
     if (await this.refuseWhileBusy()) return;
     const hist = this.runs.history().filter((r) => fs.existsSync(r.out));
     const originals = [...new Set(hist.map((r) => r.model))].filter((m) => fs.existsSync(m));
     const current = this.layers.current()?.root;
     if (current && !originals.includes(current) && fs.existsSync(current)) originals.unshift(current);
+    const asked = typeof reportPath === 'string' && fs.existsSync(reportPath) ? readReport(reportPath) : undefined;
+    if (asked && fs.existsSync(asked.model.root) && !originals.includes(asked.model.root)) originals.unshift(asked.model.root);
     if (!originals.length) return void vscode.window.showWarningMessage('Short-LVLM: no models to benchmark yet. Prune a model first.');
     type Item = vscode.QuickPickItem & { model: string; original: boolean };
-    const latest = hist[0];
+    let latest: RunRecord | undefined = hist[0];
+    if (asked) {
+      const out = path.dirname(path.resolve(reportPath!));
+      latest = hist.find((r) => path.resolve(r.out) === out);
+      if (!latest) {
+        latest = { model: asked.model.root, out, report: reportPath, method: asked.options.method, ratio: asked.options.ratio, scp: asked.options.scp, removed: asked.removed, numLayers: asked.output.numLayers, time: asked.createdAt, seconds: 0 };
+        hist.unshift(latest);
+      }
+    }
     const items: Item[] = [
       ...originals.map((m) => ({ label: path.basename(m), description: 'original', detail: m, model: m, original: true, picked: latest ? latest.model === m : m === originals[0] })),
       ...hist.map((r) => ({

@@ -276,6 +276,16 @@ describe('webview panels in Chromium', () => {
     await assertClean(p);
   });
 
+  test('the empty benchmark panel offers a button that runs the benchmark command, not a command line', async () => {
+    const p = await open('benchmark', 'light');
+    await p.send({ type: 'show', panel: 'benchmark', report: fx.report });
+    const text = await p.page.textContent('.empty-state');
+    assert.doesNotMatch(text!, /npm run|cli -- bench/, 'a user of the .vsix has no npm project to run');
+    await p.page.click('#run-benchmark');
+    assert.deepEqual((await p.messages()).pop(), { type: 'runBenchmark' });
+    await assertClean(p);
+  });
+
   test('a reload restores the panel and its choices from the webview state; a theme change re-renders with the new colours', async () => {
     const r = fx.report;
     const p = await open('redundancy', 'dark');
