@@ -90,6 +90,9 @@ async function checkDecoder(pkg: ModelPackage): Promise<void> {
   }
 }
 
+/** The files a pruned package did not take over, when there are any. */
+const leftOut = (files: string[] | undefined) => (files?.length ? { leftOut: files } : {});
+
 export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
   const started = Date.now();
   const pkg = openPackage(a.model);
@@ -108,7 +111,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   if (a.recipe) {
     const recipe = readRecipe(a.recipe);
     const r = applyRecipe(pkg, recipe, { outDir: a.out ?? defaultOutDir(pkg.root, recipeTag(recipe.removed)), overwrite: a.overwrite });
-    return { ...summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0), variants: r.variants };
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0), variants: r.variants, ...leftOut(r.leftOut) };
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
@@ -125,7 +128,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     // An explicit choice without compensation needs no calibration at all (with --calib, the
     // calibrated path below still writes a report explaining the hand-made choice).
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
-    return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants };
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants, ...leftOut(r.leftOut) };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const samples = loadCalibration(a.calib, o.samples);
@@ -140,7 +143,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
     fs.rmSync(checkpoint, { force: true });
     // SCP may be skipped for a family (a norm after the projected weight): say so, not "+ SCP".
-    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants };
+    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants, ...leftOut(res.report.output.leftOut) };
   } finally {
     await cs.dispose();
   }

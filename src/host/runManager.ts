@@ -161,6 +161,7 @@ export class RunManager implements vscode.Disposable {
       seconds: summary.seconds,
     };
     log().info(`pruned: removed layers [${rec.removed.join(', ')}], ${rec.numLayers} remain, wrote ${rec.out} in ${rec.seconds.toFixed(1)} s`);
+    if (summary.leftOut?.length) log().info(`not copied into ${rec.out} (not part of the model): ${summary.leftOut.join(', ')}`);
     const hist = [rec, ...this.history().filter((r) => r.out !== rec.out)].slice(0, HISTORY_MAX);
     await this.state.update(HISTORY_KEY, hist);
     this.changed.fire(rec);

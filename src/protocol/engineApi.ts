@@ -97,6 +97,8 @@ export interface PruneSummary {
   seconds: number;
   /** Each dtype variant of the decoder and what was done to it (calibrated, compensated, layers-only, dropped). */
   variants?: DecoderVariantOutcome[];
+  /** Files of the model folder that are not part of the model and were not copied. */
+  leftOut?: string[];
 }
 
 export interface BenchArgs extends RunOptions {
