@@ -219,7 +219,8 @@ export class Commands {
 
   /** After a run: a data file that worked becomes "last used"; one that failed is remembered as such. */
   private async rememberData(file: string, lastKey: string, ok: boolean): Promise<void> {
-    if (ok) {
+    // A cancelled run says nothing against its data: it is remembered like a finished one.
+    if (ok || this.runs.lastOutcome?.status === 'cancelled') {
       await this.ctx.globalState.update(lastKey, file);
       await this.failedData.clear(file);
     } else if (this.runs.lastOutcome?.status === 'failed') {

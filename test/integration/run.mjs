@@ -539,10 +539,20 @@ async function main() {
       await waitFor(`the "${label}" button`, async () => (await action.count()) > 0, 20000);
       // An unknown codicon name has no ::before glyph: the button is there but invisible.
       const content = await action.first().evaluate((el) => getComputedStyle(el, '::before').content);
-      glyphs.push(`${label}: ${JSON.stringify(content)}`);
+      glyphs.push(`${label}: U+${(content.codePointAt(1) ?? 0).toString(16)}`);
       assert(content && !['none', 'normal', '""'].includes(content), `"${label}" has no icon glyph (${content}, class ${await action.first().getAttribute('class')})`);
     }
-    say(`  ${glyphs.join('; ')}`);
+    // The control: the name main used has no glyph in this workbench.
+    const control = await page.evaluate(() => {
+      const a = document.createElement('a');
+      a.className = 'action-label codicon codicon-scissors';
+      document.body.append(a);
+      const c = getComputedStyle(a, '::before').content;
+      a.remove();
+      return c;
+    });
+    assert(['none', 'normal', '""'].includes(control), `codicon-scissors unexpectedly has a glyph (${control}): the check cannot tell`);
+    say(`  ${glyphs.join('; ')}; codicon-scissors: ${control}`);
   });
 
   await step('issue 15: Reveal Output Folder in the browser workbench shows the folder in the Explorer', async () => {
@@ -628,22 +638,25 @@ async function main() {
   await step('issue 15: the Getting Started walkthrough opens the demo model, prunes it and opens its report', async () => {
     await setUserSetting('shortLvlm.samples', 16);
     const openWalkthrough = async () => {
-      await palette('Welcome: Open Walkthrough...');
+      await palette('Open Walkthrough...');
       const pick = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Get Started with Short-LVLM' }).first();
       await waitFor('the walkthrough in the list', () => pick.isVisible(), 20000);
       await pick.click();
     };
-    await openWalkthrough();
-    const page_ = page.locator('.gettingStartedContainer');
-    const stepEl = (id) => page_.locator(`button.getting-started-step[data-step-id$="${id}"]`).first();
+    const container = page.locator('.gettingStartedContainer');
+    const stepEl = (id) => container.locator(`button.getting-started-step[data-step-id$="${id}"]`).first();
     const runStep = async (id, link) => {
+      await openWalkthrough();
       await waitFor(`walkthrough step ${id}`, () => stepEl(id).isVisible(), 30000);
       if ((await stepEl(id).getAttribute('aria-expanded')) !== 'true') await stepEl(id).click();
-      const button = page_.getByText(link, { exact: true }).locator('visible=true').first();
+      const button = container.getByText(link, { exact: true }).filter({ visible: true }).first();
       await waitFor(`the "${link}" button`, () => button.isVisible(), 10000);
       await button.click();
     };
-    const done = (id) => waitFor(`step ${id} marked done`, async () => (await stepEl(id).getAttribute('aria-checked')) === 'true', 60000, 300);
+    const done = async (id) => {
+      await openWalkthrough();
+      await waitFor(`step ${id} marked done`, async () => (await stepEl(id).getAttribute('aria-checked', { timeout: 2000 })) === 'true', 60000, 300);
+    };
 
     await runStep('openDemo', 'Open the Demo Model');
     const demo = path.join(ws, 'short-lvlm-demo', 'models', 'tiny-llava');
@@ -651,7 +664,6 @@ async function main() {
     await done('openDemo');
 
     const pruned = () => fs.readdirSync(path.dirname(demo)).filter((n) => n.startsWith('tiny-llava-short-lvlm-') && !n.includes('.partial-'));
-    await openWalkthrough();
     await runStep('pruneDemo', 'Prune the Demo Model');
     await quickInput(/pruning ratio/);
     await page.keyboard.press('Enter');
@@ -660,9 +672,7 @@ async function main() {
     const out = await waitFor('the pruned demo package with its report', () => pruned().find((n) => fs.existsSync(path.join(path.dirname(demo), n, 'short-lvlm-report.json'))), 240000, 500);
     await done('pruneDemo');
 
-    await openWalkthrough();
     await runStep('openReport', 'Open the Demo Report');
-    await done('openReport');
     const removed = JSON.parse(fs.readFileSync(path.join(path.dirname(demo), out, 'short-lvlm-report.json'), 'utf8')).removed.join(', ');
     const text = await waitFor(
       'the demo report in the report editor',
@@ -671,6 +681,7 @@ async function main() {
       500,
     );
     say(`  ${out}: ${text.slice(0, 100)}...`);
+    await done('openReport');
   });
 
   await step('issue 15: the empty Benchmark panel runs the benchmark command from its button', async () => {
