@@ -80,9 +80,8 @@ export class Walkthrough implements vscode.Disposable {
     const model = this.ensureDemo();
     const info = await this.runs.inspect(model);
     this.showInLayers({ root: info.root, numLayers: info.numLayers });
+    // The walkthrough stays in the editor area; the side bar shows the model's layers.
     await vscode.commands.executeCommand('workbench.view.extension.shortLvlm');
-    const config = vscode.Uri.file(path.join(model, 'config.json'));
-    await vscode.window.showTextDocument(config, { preview: true });
     void vscode.window.showInformationMessage(`Short-LVLM: the demo model (${info.numLayers} decoder layers, ${info.family ?? 'LLaVA'}) is in ${model}; its layers are in the Layers view.`);
   }
 
