@@ -10,7 +10,7 @@ import { isOutputName, outputTag, REPORT_FILE } from '../protocol/files';
 import { PANEL_KINDS, PANEL_TITLES, PanelKind, REPORT_VIEW_TYPE } from '../protocol/messages';
 import { DEFAULT_PRUNE_OPTIONS, RATIO_RANGE } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
-import { FailedData, orderChoices, warnMissingSetting } from './dataChoices';
+import { FailedData, orderChoices } from './dataOrder';
 import { LayersView } from './layersView';
 import { log, showError } from './log';
 import { Panels, readReport } from './panels';
@@ -194,7 +194,7 @@ export class Commands {
       choices.push({ file, why });
     };
     const fromSetting = settings.pathSetting(settingKey);
-    if (fromSetting && !fs.existsSync(fromSetting)) warnMissingSetting(settingKey, fromSetting);
+    if (fromSetting && !fs.existsSync(fromSetting)) settings.warnMissingSetting(settingKey, fromSetting);
     add(fromSetting, 'setting');
     add(this.ctx.globalState.get<string>(lastKey), 'last used');
     if (this.isBundledModel(modelRoot)) add(path.join(this.ctx.extensionPath, bundledRel), 'bundled demo data');

@@ -1,11 +1,11 @@
-// What the calibration and evaluation pickers offer, in which order: a setting that names a
-// missing file is reported (not silently skipped), a file whose last run failed is not offered
-// first again, and a copy of a data file inside a pruned package (older versions copied the
-// whole model folder) comes after the user's own files.
+// The order in which the calibration and evaluation pickers offer data files: a file whose last
+// run failed is not offered first again, and a copy of a data file inside a pruned package
+// (older versions copied the whole model folder) comes after the user's own files.
+// No `vscode` import at run time: unit tests run it under Node.
 
 import * as fs from 'fs';
 import * as path from 'path';
-import * as vscode from 'vscode';
+import type * as vscode from 'vscode';
 import { isOutputName, REPORT_FILE } from '../protocol/files';
 
 const FAILED_KEY = 'shortLvlm.failedData';
@@ -56,14 +56,6 @@ export function prunedPackageOf(file: string): string | undefined {
     if (isOutputName(path.basename(dir)) || fs.existsSync(path.join(dir, REPORT_FILE))) return dir;
   }
   return undefined;
-}
-
-/** A warning, with a button to the setting, when a path setting names a file that does not exist. */
-export function warnMissingSetting(settingKey: string, file: string): void {
-  const setting = `shortLvlm.${settingKey}`;
-  void vscode.window.showWarningMessage(`Short-LVLM: the setting ${setting} names ${file}, which does not exist; it is not offered.`, 'Open Settings').then((a) => {
-    if (a) void vscode.commands.executeCommand('workbench.action.openSettings', setting);
-  });
 }
 
 export interface DataChoice {
