@@ -61,7 +61,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       'output change on calibration samples; --min-agreement / --max-kl replace the ratio by a quality',
       'budget measured on held-out samples (--compensation ls: least-squares compensation, opt-in).',
       '--execution layerwise runs the decoder one layer at a time; a killed calibration resumes when rerun.',
-      `Writes <model>${OUTPUT_INFIX}<method>-r<ratio>[-noscp|-ls]/ beside the model`,
+      `Writes <model>${OUTPUT_INFIX}<method>-r<ratio>[-noscp|-scp|-ls]/ beside the model`,
       `(or --out) with ${REPORT_FILE} and ${RECIPE_FILE}. With --layers, removes exactly those layers`,
       '(--no-scp: no calibration needed); with --recipe, re-applies a recorded pruning.',
     ].join('\n'),

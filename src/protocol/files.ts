@@ -24,15 +24,18 @@ export function partialPrefix(outName: string): string {
 }
 
 /**
- * The tag naming a run's output: `svl-r0.3`, `cosine-r0.2-noscp`, `greedy-budget-a0.95-noscp`,
+ * The tag naming a run's output: `svl-r0.3`, `cosine-r0.2-noscp`, `greedy-budget-a0.95`, `greedy-r0.3-ls`,
  * `greedy-r0.3-ls` for a calibrated choice,
  * `l3-5` / `l3-5-scp` for a hand-made one (with or without compensation).
  */
 export function outputTag(o: Partial<PruneOptions>): string {
   if (o.layers?.length) return `l${o.layers.join('-')}${o.scp === false ? '' : '-scp'}`;
   const amount = o.minAgreement !== undefined || o.maxKl !== undefined ? `budget${o.minAgreement !== undefined ? `-a${o.minAgreement}` : ''}${o.maxKl !== undefined ? `-kl${o.maxKl}` : ''}` : `r${o.ratio ?? DEFAULT_PRUNE_OPTIONS.ratio}`;
+  const method = o.method ?? DEFAULT_PRUNE_OPTIONS.method;
+  // A suffix only when the compensation is not the method's own (SCP for svl and the baselines, none for greedy).
   const comp = resolveCompensation(o);
-  return `${o.method ?? DEFAULT_PRUNE_OPTIONS.method}-${amount}${comp === 'scp' ? '' : comp === 'ls' ? '-ls' : '-noscp'}`;
+  const suffix = comp === resolveCompensation({ method }) ? '' : comp === 'scp' ? '-scp' : comp === 'ls' ? '-ls' : '-noscp';
+  return `${method}-${amount}${suffix}`;
 }
 
 /** The tag of a package re-made from a recipe. */

@@ -118,6 +118,12 @@ test('the CLI and the extension name an output folder the same way', () => {
     assert.equal(host, `${VARIANTS[0].name}-short-lvlm-l1-2`);
     assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, layers: [1, 2] }), 'l1-2-scp');
     assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'cosine', ratio: 0.2, scp: false }), 'cosine-r0.2-noscp');
+    // The suffix names a compensation other than the method's own: none for greedy, SCP for the others.
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS }), 'greedy-r0.3');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, compensation: 'scp' }), 'greedy-r0.3-scp');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, compensation: 'ls' }), 'greedy-r0.3-ls');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'svl' }), 'svl-r0.3');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'svl', compensation: 'ls' }), 'svl-r0.3-ls');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
