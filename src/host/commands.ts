@@ -223,7 +223,7 @@ export class Commands {
     if (ok || this.runs.lastOutcome?.status === 'cancelled') {
       await this.ctx.globalState.update(lastKey, file);
       await this.failedData.clear(file);
-    } else if (this.runs.lastOutcome?.status === 'failed') {
+    } else if (this.runs.lastOutcome?.status === 'failed' && !this.runs.lastOutcome.crashed) {
       await this.failedData.record(file, this.runs.lastOutcome.message ?? 'failed');
       if (this.ctx.globalState.get<string>(lastKey) === file) await this.ctx.globalState.update(lastKey, undefined);
     }

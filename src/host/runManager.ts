@@ -47,6 +47,8 @@ export interface ActiveJob {
 export interface JobOutcome {
   status: 'done' | 'cancelled' | 'failed';
   message?: string;
+  /** The engine process died (killed, out of memory): says nothing about the job's inputs. */
+  crashed?: boolean;
 }
 
 interface Current extends ActiveJob {
@@ -228,7 +230,7 @@ export class RunManager implements vscode.Disposable {
           return undefined;
         }
         const message = err.details?.option ? `${settingName(err.details.option)}: ${err.details.detail}` : err.message;
-        this.lastOutcome = { status: 'failed', message };
+        this.lastOutcome = { status: 'failed', message, crashed: !!err.details?.crashed };
         log().error(`${title} failed: ${message}`);
         void showError(`${title} failed: ${message}`);
         return undefined;
