@@ -8,12 +8,16 @@ const watch = process.argv.includes('--watch');
 const production = process.argv.includes('--production');
 const external = ['vscode', 'onnxruntime-node', '@huggingface/transformers', 'sharp'];
 
+// Node bundles always carry a linked source map, so logged stacks point into src/ (the engine
+// runs with --enable-source-maps, the host maps its own frames: src/host/stackMap.ts). The
+// production maps leave the sources out: positions and file names are all a stack needs.
 const node = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  sourcemap: !production,
+  sourcemap: 'linked',
+  sourcesContent: !production,
   minify: production,
   external,
   logLevel: 'warning',

@@ -199,6 +199,7 @@ async function prune(p: Parsed): Promise<void> {
     process.stdout.write(lines.join('\n') + '\n');
     // Each dtype variant when there are several, or any that was not compensated or not carried over.
     for (const v of r.variants ?? []) if (r.variants!.length > 1 || v.note) process.stdout.write(`  ${v.file}: ${v.status}${v.note ? ` (${v.note})` : ''}\n`);
+    if (r.leftOut?.length) process.stdout.write(`not copied (not part of the model): ${r.leftOut.join(', ')}\n`);
   }
 }
 

@@ -11,6 +11,8 @@ import { ReportEditorProvider } from './host/reportEditor';
 import { RunManager } from './host/runManager';
 import { RunsView } from './host/runsView';
 import { logSettingChanges } from './host/settings';
+import { JobStatusBar } from './host/statusBar';
+import { Walkthrough } from './host/walkthrough';
 
 export function activate(ctx: vscode.ExtensionContext): void {
   const out = log();
@@ -28,6 +30,8 @@ export function activate(ctx: vscode.ExtensionContext): void {
   commands = new Commands(ctx, runs, layers, panels);
   const show = commands.showReportInLayers.bind(commands);
   ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
+  // Issue 15: the running job in the status bar, and the Getting Started walkthrough's commands.
+  ctx.subscriptions.push(new JobStatusBar(runs), new Walkthrough(ctx, runs, (m) => layers.show(m)));
   const last = layers.lastReport();
   if (last) commands.showReportInLayers(last);
   out.info(`Short-LVLM activated (${ctx.extension.id} ${ctx.extension.packageJSON.version})`);

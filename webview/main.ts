@@ -75,6 +75,7 @@ function render(): void {
     },
     openPanel: (panel) => post({ type: 'openPanel', panel }),
     selectLayers: (layers) => post({ type: 'selectLayers', layers }),
+    runBenchmark: () => post({ type: 'runBenchmark' }),
     image(sample) {
       const uri = images.get(sample);
       if (!uri && !requested.has(sample)) {

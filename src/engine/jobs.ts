@@ -91,6 +91,9 @@ async function checkDecoder(pkg: ModelPackage): Promise<void> {
   }
 }
 
+/** The files a pruned package did not take over, when there are any. */
+const leftOut = (files: string[] | undefined) => (files?.length ? { leftOut: files } : {});
+
 export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<PruneSummary> {
   const started = Date.now();
   const pkg = openPackage(a.model);
@@ -109,7 +112,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
   if (a.recipe) {
     const recipe = readRecipe(a.recipe);
     const r = applyRecipe(pkg, recipe, { outDir: a.out ?? defaultOutDir(pkg.root, recipeTag(recipe.removed)), overwrite: a.overwrite });
-    return { ...summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0), variants: r.variants };
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'recipe', recipe.compensation.length > 0), variants: r.variants, ...leftOut(r.leftOut) };
   }
   const o: PruneOptions = { ...DEFAULT_OPTIONS, ...a.options };
   if (o.layers?.length) o.method = 'manual';
@@ -126,7 +129,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     // An explicit choice without compensation needs no calibration at all (with --calib, the
     // calibrated path below still writes a report explaining the hand-made choice).
     const r = writePrunedPackage(pkg, { remove: o.layers!, outDir: out, overwrite: a.overwrite, checkCancelled: hooks.checkCancelled });
-    return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants };
+    return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants, ...leftOut(r.leftOut) };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
   const all = loadCalibration(a.calib, o.samples);
@@ -161,6 +164,7 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
       skipCost: res.report.layers.filter((l) => l.skipCost).map((l) => ({ layer: l.index, kl: l.skipCost!.kl, agreement: l.skipCost!.agreement })),
       compensationNote: res.report.compensationCheck?.note,
       variants: res.report.output.variants,
+      ...leftOut(res.report.output.leftOut),
     };
   } finally {
     await cs.dispose();
@@ -177,7 +181,7 @@ export async function benchJob(a: BenchArgs, hooks: JobHooks = {}): Promise<Benc
     threads: a.threads,
     device: a.device,
     checkCancelled: hooks.checkCancelled,
-    onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total }),
+    onProgress: (p) => hooks.onProgress?.({ stage: 'bench', done: p.done, total: p.total, etaSeconds: p.etaSeconds }),
   });
   const benchmark = toBenchmarkReport(measured, path.resolve(a.eval));
   hooks.checkCancelled?.();

@@ -10,9 +10,12 @@ import { isOutputName, outputTag, REPORT_FILE } from '../protocol/files';
 import { PANEL_KINDS, PANEL_TITLES, PanelKind, REPORT_VIEW_TYPE } from '../protocol/messages';
 import { DEFAULT_PRUNE_OPTIONS, RATIO_RANGE } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
+import { FailedData, orderChoices } from './dataOrder';
 import { LayersView } from './layersView';
 import { log, showError } from './log';
 import { Panels, readReport } from './panels';
+import { revealFolder } from './reveal';
+import { stackOf } from './stackMap';
 import { InspectResult, RunManager, RunRecord } from './runManager';
 import * as settings from './settings';
 import { pruneChoices } from './pruneChoices';
@@ -23,12 +26,16 @@ const LAST_EVAL = 'shortLvlm.lastEvaluation';
 const BROWSE = '$(folder-opened) Browse...';
 
 export class Commands {
+  private readonly failedData: FailedData;
+
   constructor(
     private readonly ctx: vscode.ExtensionContext,
     private readonly runs: RunManager,
     private readonly layers: LayersView,
     private readonly panels: Panels,
-  ) {}
+  ) {
+    this.failedData = new FailedData(ctx.globalState);
+  }
 
   register(): vscode.Disposable[] {
     const c = (id: string, fn: (...a: any[]) => unknown) =>
@@ -36,7 +43,7 @@ export class Commands {
         try {
           await fn.apply(this, a);
         } catch (e) {
-          log().error(`${id}: ${(e as Error).stack ?? e}`);
+          log().error(`${id}: ${stackOf(e)}`);
           void showError(`Short-LVLM: ${describeError(e)}`);
         }
       });
@@ -51,24 +58,23 @@ export class Commands {
       c('shortLvlm.showLog', () => log().show()),
       c('shortLvlm.clearRuns', () => this.runs.clearHistory()),
       c('shortLvlm.removeRun', (r: RunRecord) => r && this.runs.removeRun(r.out)),
-      c('shortLvlm.revealRun', (r: RunRecord) => r && vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(r.out))),
+      c('shortLvlm.revealRun', (r: RunRecord) => r && revealFolder(r.out)),
       c('shortLvlm.clearLayerSelection', () => this.layers.setSelection([])),
     ];
   }
 
   // ------------------------------------------------------------------ prune
 
-  /** The engine runs one job at a time: say so now rather than queue an inspect behind a long run. */
-  private refuseWhileBusy(): boolean {
-    if (!this.runs.busy) return false;
-    void vscode.window.showWarningMessage('Short-LVLM is already running a job. Wait for it or use "Short-LVLM: Cancel Run".', 'Cancel Run').then((a) => {
-      if (a) this.runs.cancelCurrent();
-    });
-    return true;
+  /**
+   * The engine runs one job at a time: say so now rather than queue an inspect behind a long
+   * run (a job being cancelled is waited for; the notice closes when the running job ends).
+   */
+  private async refuseWhileBusy(): Promise<boolean> {
+    return !(await this.runs.whenIdle());
   }
 
   private async prune(uri?: vscode.Uri): Promise<void> {
-    if (this.refuseWhileBusy()) return;
+    if (await this.refuseWhileBusy()) return;
     const target = uri?.fsPath ?? (await this.pickModel());
     if (!target) return;
     const model = await this.inspect(target);
@@ -76,19 +82,18 @@ export class Commands {
     // Keep the measurements (and the hand-made selection) when the view already shows this model.
     if (this.layers.current()?.root !== model.root) this.layers.show({ root: model.root, numLayers: model.numLayers });
 
-    const amount = await this.pickAmount(model.numLayers);
+    const amount = await this.pickAmount(model.numLayers, whatIsPruned(target, model));
     if (amount === undefined) return;
     const base = settings.pruneOptionsFromSettings();
     const options: Partial<PruneOptions> = amount.minAgreement !== undefined ? { ...base, minAgreement: amount.minAgreement } : { ...base, ratio: amount.ratio };
     const calib = await this.pickData('calibration', model.root, LAST_CALIB, 'calibrationData', '**/*calib*.{json,jsonl}', 'data/tiny-vqa/calib.json');
     if (!calib) return;
     await this.ctx.globalState.update(LAST_RATIO, amount.ratio ?? `budget:${amount.minAgreement}`);
-    await this.ctx.globalState.update(LAST_CALIB, calib);
     await this.runPrune(target, model, calib, options);
   }
 
   private async pruneSelected(): Promise<void> {
-    if (this.refuseWhileBusy()) return;
+    if (await this.refuseWhileBusy()) return;
     const m = this.layers.current();
     const layers = this.layers.selection();
     if (!m) return void vscode.window.showWarningMessage('Short-LVLM: no model in the Layers view yet. Prune a model or open a report first.');
@@ -101,7 +106,6 @@ export class Commands {
       // Compensating a hand-made choice still needs features from calibration data.
       calib = await this.pickData('calibration', m.root, LAST_CALIB, 'calibrationData', '**/*calib*.{json,jsonl}', 'data/tiny-vqa/calib.json');
       if (!calib) return;
-      await this.ctx.globalState.update(LAST_CALIB, calib);
       options = { ...base, layers, method: 'manual', scp: true };
     } else {
       options = { layers, scp: false };
@@ -112,13 +116,15 @@ export class Commands {
   private async runPrune(target: string, model: InspectResult, calib: string | undefined, options: Partial<PruneOptions>): Promise<void> {
     const out = uniqueFolder(settings.outputFolder(model.root, outputTag({ ...DEFAULT_PRUNE_OPTIONS, ...options })));
     const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, run: settings.runOptionsFromSettings() });
+    // Only a calibration file that worked becomes "last used"; one that failed is offered last.
+    if (calib) await this.rememberData(calib, LAST_CALIB, !!rec);
     if (!rec) return;
     if (rec.report) this.showReportInLayers(rec.report);
     const msg = `Short-LVLM: pruned ${path.basename(model.root)} — removed layers ${rec.removed.join(', ')} (${rec.numLayers} of ${model.numLayers} remain) → ${path.basename(rec.out)}`;
     const actions = rec.report ? ['Open Report', 'Reveal in Explorer'] : ['Reveal in Explorer'];
     void vscode.window.showInformationMessage(msg, ...actions).then((a) => {
       if (a === 'Open Report' && rec.report) void this.openReport(vscode.Uri.file(rec.report));
-      if (a === 'Reveal in Explorer') void vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(rec.out));
+      if (a === 'Reveal in Explorer') void revealFolder(rec.out);
     });
   }
 
@@ -148,15 +154,19 @@ export class Commands {
     return uris?.[0]?.fsPath;
   }
 
-  /** A fixed ratio or a quality budget (minimum held-out agreement), side by side. */
-  private async pickAmount(numLayers: number): Promise<{ ratio?: number; minAgreement?: number } | undefined> {
+  /** A fixed ratio or a quality budget (minimum held-out agreement), side by side; `what` names the decoder that will be pruned. */
+  private async pickAmount(numLayers: number, what: { title: string; note?: string } = { title: '' }): Promise<{ ratio?: number; minAgreement?: number } | undefined> {
     const stored = this.ctx.globalState.get<number | string>(LAST_RATIO);
     const last = typeof stored === 'number' ? { ratio: stored } : typeof stored === 'string' && stored.startsWith('budget:') ? { minAgreement: Number(stored.slice(7)) } : undefined;
     const dflt = settings.config().get<number>('ratio', DEFAULT_PRUNE_OPTIONS.ratio);
     type Item = vscode.QuickPickItem & { ratio?: number; minAgreement?: number };
     const items: Item[] = pruneChoices(numLayers, { ...settings.pruneOptionsFromSettings(), ratio: dflt }, last);
     items.push({ label: '$(edit) Custom...' });
-    const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: pruning ratio or quality budget (1/2)', placeHolder: 'Fraction of decoder layers to remove, or a quality budget', ignoreFocusOut: true });
+    const pick = await vscode.window.showQuickPick(items, {
+      title: `Short-LVLM: pruning ratio or quality budget (1/2)${what.title ? ` — ${what.title}` : ''}`,
+      placeHolder: what.note ?? 'Fraction of decoder layers to remove, or a quality budget',
+      ignoreFocusOut: true,
+    });
     if (!pick) return undefined;
     if (pick.ratio !== undefined) return { ratio: pick.ratio };
     if (pick.minAgreement !== undefined) return { minAgreement: pick.minAgreement };
@@ -176,17 +186,24 @@ export class Commands {
    * the model is the bundled one, matching files in the workspace, or a file dialog.
    */
   private async pickData(kind: 'calibration' | 'evaluation', modelRoot: string, lastKey: string, settingKey: string, glob: string, bundledRel: string): Promise<string | undefined> {
-    const items: (vscode.QuickPickItem & { file?: string })[] = [];
+    const choices: { file: string; why: string }[] = [];
     const seen = new Set<string>();
     const add = (file: string | undefined, why: string) => {
       if (!file || seen.has(path.resolve(file)) || !fs.existsSync(file)) return;
       seen.add(path.resolve(file));
-      items.push({ label: path.basename(file), description: `${why} · ${vscode.workspace.asRelativePath(file)}`, file });
+      choices.push({ file, why });
     };
-    add(settings.pathSetting(settingKey), 'setting');
+    const fromSetting = settings.pathSetting(settingKey);
+    if (fromSetting && !fs.existsSync(fromSetting)) settings.warnMissingSetting(settingKey, fromSetting);
+    add(fromSetting, 'setting');
     add(this.ctx.globalState.get<string>(lastKey), 'last used');
     if (this.isBundledModel(modelRoot)) add(path.join(this.ctx.extensionPath, bundledRel), 'bundled demo data');
     for (const f of await vscode.workspace.findFiles(glob, '**/node_modules/**', 20)) add(f.fsPath, 'workspace');
+    const items: (vscode.QuickPickItem & { file?: string })[] = orderChoices(choices, this.failedData).map(({ file, why }) => ({
+      label: path.basename(file),
+      description: `${why} · ${vscode.workspace.asRelativePath(file)}`,
+      file,
+    }));
     items.push({ label: BROWSE });
     const step = kind === 'calibration' ? '(2/2)' : '';
     const pick = await vscode.window.showQuickPick(items, {
@@ -198,6 +215,18 @@ export class Commands {
     if (pick.file) return pick.file;
     const uris = await vscode.window.showOpenDialog({ canSelectFiles: true, filters: { 'JSON / JSONL': ['json', 'jsonl'] }, title: `${kind} data` });
     return uris?.[0]?.fsPath;
+  }
+
+  /** After a run: a data file that worked becomes "last used"; one that failed is remembered as such. */
+  private async rememberData(file: string, lastKey: string, ok: boolean): Promise<void> {
+    // A cancelled run says nothing against its data: it is remembered like a finished one.
+    if (ok || this.runs.lastOutcome?.status === 'cancelled') {
+      await this.ctx.globalState.update(lastKey, file);
+      await this.failedData.clear(file);
+    } else if (this.runs.lastOutcome?.status === 'failed' && !this.runs.lastOutcome.crashed) {
+      await this.failedData.record(file, this.runs.lastOutcome.message ?? 'failed');
+      if (this.ctx.globalState.get<string>(lastKey) === file) await this.ctx.globalState.update(lastKey, undefined);
+    }
   }
 
   private isBundledModel(root: string): boolean {
@@ -215,15 +244,26 @@ export class Commands {
 
   // ------------------------------------------------------------------ benchmark
 
-  private async benchmark(): Promise<void> {
-    if (this.refuseWhileBusy()) return;
+  /** `reportPath`: the report whose panel asked (its original and pruned models are preselected). */
+  private async benchmark(reportPath?: string): Promise<void> {
+    if (await this.refuseWhileBusy()) return;
     const hist = this.runs.history().filter((r) => fs.existsSync(r.out));
     const originals = [...new Set(hist.map((r) => r.model))].filter((m) => fs.existsSync(m));
     const current = this.layers.current()?.root;
     if (current && !originals.includes(current) && fs.existsSync(current)) originals.unshift(current);
+    const asked = typeof reportPath === 'string' && fs.existsSync(reportPath) ? readReport(reportPath) : undefined;
+    if (asked && fs.existsSync(asked.model.root) && !originals.includes(asked.model.root)) originals.unshift(asked.model.root);
     if (!originals.length) return void vscode.window.showWarningMessage('Short-LVLM: no models to benchmark yet. Prune a model first.');
     type Item = vscode.QuickPickItem & { model: string; original: boolean };
-    const latest = hist[0];
+    let latest: RunRecord | undefined = hist[0];
+    if (asked) {
+      const out = path.dirname(path.resolve(reportPath!));
+      latest = hist.find((r) => path.resolve(r.out) === out);
+      if (!latest) {
+        latest = { model: asked.model.root, out, report: reportPath, method: asked.options.method, ratio: asked.options.ratio, scp: asked.options.scp, removed: asked.removed, numLayers: asked.output.numLayers, time: asked.createdAt, seconds: 0 };
+        hist.unshift(latest);
+      }
+    }
     const items: Item[] = [
       ...originals.map((m) => ({ label: path.basename(m), description: 'original', detail: m, model: m, original: true, picked: latest ? latest.model === m : m === originals[0] })),
       ...hist.map((r) => ({
@@ -241,8 +281,8 @@ export class Commands {
     const ref = picks.find((p) => p.original)?.model ?? hist.find((r) => r.out === models[0])?.model ?? models[0];
     const evalFile = await this.pickData('evaluation', ref, LAST_EVAL, 'evaluationData', '**/*eval*.jsonl', 'data/tiny-vqa/eval.jsonl');
     if (!evalFile) return;
-    await this.ctx.globalState.update(LAST_EVAL, evalFile);
     const res = await this.runs.bench(models, evalFile, settings.benchSamples(), settings.runOptionsFromSettings());
+    await this.rememberData(evalFile, LAST_EVAL, !!res);
     if (!res) return;
     for (const r of res.benchmark.rows) log().info(`bench ${r.label}: accuracy ${(r.accuracy * 100).toFixed(1)} %, ${r.samplesPerSecond.toFixed(2)} samples/s`);
     for (const f of res.reports) this.panels.refresh(f);
@@ -308,6 +348,20 @@ export class Commands {
       log().warn(`cannot show ${reportPath} in the Layers view: ${(e as Error).message}`);
     }
   }
+}
+
+/**
+ * How the prompt names what will be pruned: the package, its decoder file and family; and, when
+ * the file the user chose is another part of the package (a vision encoder, embeddings), that
+ * its decoder is pruned instead.
+ */
+export function whatIsPruned(target: string, model: InspectResult): { title: string; note?: string } {
+  const family = model.family ? ` (${model.family})` : '';
+  const title = `${path.basename(model.root)}: decoder ${model.decoder}${family}`;
+  const chosen = path.resolve(target);
+  const decoders = [model.decoder, ...(model.decoderVariants ?? [])].map((d) => path.resolve(model.root, d));
+  if (!chosen.endsWith('.onnx') || decoders.includes(chosen)) return { title };
+  return { title, note: `${path.basename(target)} is not the decoder: layers are removed from ${model.decoder}${family}` };
 }
 
 /** The model package folder holding an .onnx file (transformers.js keeps them in onnx/). */

@@ -96,9 +96,10 @@ export class EngineClient implements vscode.Disposable {
   private ensure(): ChildProcess {
     if (this.proc && this.proc.connected) return this.proc;
     this.out.info(`starting engine: ${this.workerPath}`);
-    // execArgv: [] so the extension host's own flags (inspector ports, --max-old-space...) are not inherited.
+    // Not the extension host's own flags (inspector ports, --max-old-space...); source maps on,
+    // so the engine's stacks in the log point into src/ (the bundle ships its .map).
     const proc = fork(this.workerPath, [], {
-      execArgv: [],
+      execArgv: ['--enable-source-maps'],
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });

@@ -94,6 +94,9 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
         case 'selectLayers':
           host.selectLayers(reportPath, m.layers);
           return;
+        case 'runBenchmark':
+          void vscode.commands.executeCommand('shortLvlm.benchmark', reportPath);
+          return;
       }
     }),
   );

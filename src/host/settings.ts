@@ -71,3 +71,11 @@ export function logSettingChanges(out: vscode.LogOutputChannel): vscode.Disposab
     out.info(`settings changed: ${keys.filter((k) => e.affectsConfiguration(`shortLvlm.${k}`)).map((k) => `${k}=${JSON.stringify(c.get(k))}`).join(', ')}`);
   });
 }
+
+/** A warning, with a button to the setting, when a path setting names a file that does not exist. */
+export function warnMissingSetting(settingKey: string, file: string): void {
+  const setting = `shortLvlm.${settingKey}`;
+  void vscode.window.showWarningMessage(`Short-LVLM: the setting ${setting} names ${file}, which does not exist; it is not offered.`, 'Open Settings').then((a) => {
+    if (a) void vscode.commands.executeCommand('workbench.action.openSettings', setting);
+  });
+}

@@ -35,6 +35,8 @@ export interface InspectReport {
   decoderVariants: string[];
   embedTokens?: string;
   visionEncoder?: string;
+  /** The model family as the package's config names it (config.json model_type, genai_config.json model.type). */
+  family?: string;
   /** onnxruntime-genai packages: the model type, and why calibration cannot run its front end (absent when it can). */
   genai?: { type: string; unsupported?: string };
   files: { path: string; bytes: number }[];
@@ -106,6 +108,8 @@ export interface PruneSummary {
   seconds: number;
   /** Each dtype variant of the decoder and what was done to it (calibrated, compensated, layers-only, dropped). */
   variants?: DecoderVariantOutcome[];
+  /** Files of the model folder that are not part of the model and were not copied. */
+  leftOut?: string[];
 }
 
 export interface BenchArgs extends RunOptions {

@@ -65,4 +65,6 @@ export type WebviewToHost =
   | { type: 'ready' }
   | { type: 'requestImage'; sample: number }
   | { type: 'openPanel'; panel: PanelKind }
-  | { type: 'selectLayers'; layers: number[] };
+  | { type: 'selectLayers'; layers: number[] }
+  /** The empty Benchmark panel's button: run "Benchmark Models..." on this report's models. */
+  | { type: 'runBenchmark' };

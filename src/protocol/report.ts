@@ -180,6 +180,8 @@ export interface Report {
     numLayers: number;
     bytes: number;
     variants?: DecoderVariantOutcome[];
+    /** Files of the model folder not copied because they are not part of the model (calibration data, notes, other folders), relative to the model folder. */
+    leftOut?: string[];
   };
   options: PruneOptions;
   calibration: { file?: string; samples: number; tokensMean: number; visualTokensMean: number };

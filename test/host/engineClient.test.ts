@@ -57,7 +57,7 @@ test('a job resolves with its result, with progress and log lines on the way, in
   const logs: string[] = [];
   const r = fake<{ env: string; execArgv: string[] }>(await c.request(prune('ok'), { onProgress: (p) => progress.push(`${p.stage} ${p.done}/${p.total}`), onLog: (l) => logs.push(l) }).result);
   assert.equal(r.env, '1');
-  assert.deepEqual(r.execArgv, []);
+  assert.deepEqual(r.execArgv, ['--enable-source-maps']);
   assert.deepEqual(progress, ['calibrate 1/2']);
   assert.deepEqual(logs, ['hello']);
   c.dispose();

@@ -157,12 +157,13 @@ async function palette(title) {
   await page.keyboard.press('Enter');
 }
 
-async function pruneFromExplorer() {
+/** Right-click models/tiny-llava/onnx/<file> in the Explorer and choose "Prune with Short-LVLM". */
+async function explorerPrune(fileName) {
   if (!(await page.locator('.explorer-folders-view').isVisible())) await palette('View: Show Explorer');
   await expand('models', 1);
   await expand('tiny-llava', 2);
   await expand('onnx', 3);
-  const file = await explorerRow('decoder_model_merged.onnx', 4);
+  const file = await explorerRow(fileName, 4);
   await file.click({ button: 'right' });
   const item = page.getByRole('menuitem', { name: 'Prune with Short-LVLM', exact: true });
   await waitFor('context menu entry', () => item.isVisible(), 10000);
@@ -172,6 +173,10 @@ async function pruneFromExplorer() {
     await sleep(500);
     return !(await item.isVisible());
   }, 15000);
+}
+
+async function pruneFromExplorer() {
+  await explorerPrune('decoder_model_merged.onnx');
   const ratio = await quickInput(/pruning ratio/);
   const first = await ratio.locator('.monaco-list-row').first().innerText();
   assert(/^\s*0\.3(?!\d)[\s\S]*remove 5 of 16/.test(first), `default ratio row should be 0.3, got "${first}"`);
@@ -520,6 +525,219 @@ async function main() {
     const out = path.join(ws, 'models', `tiny-llava-short-lvlm-l${chosen.join('-')}`);
     assert(fs.existsSync(path.join(out, 'onnx', 'decoder_model_merged.onnx')), `no ${out} (models: ${fs.readdirSync(path.join(ws, 'models')).join(', ')})`);
   });
+
+  // ---------------------------------------------------------------- issue 15, host (w15b):
+  // icons that render, reveal in a browser workbench, the prompt naming the decoder, a
+  // setting naming a missing file, the status-bar item and a busy notice that does not go
+  // stale after a cancel, the Getting Started walkthrough, the empty Benchmark panel's button.
+  const models = path.join(ws, 'models');
+  const noticesNow = () => [...notifications];
+
+  await step('issue 15: view-title buttons show existing codicons (a glyph, not an empty box)', async () => {
+    await palette('View: Show Short-LVLM');
+    const glyphs = [];
+    for (const [pane, label] of [['Layers', 'Prune Selected Layers'], ['Runs', 'Prune Model...'], ['Runs', 'Benchmark Models...']]) {
+      const p = page.locator('.pane', { has: page.locator('.pane-header', { hasText: pane }) });
+      await p.locator('.pane-header').hover();
+      const action = p.locator(`.pane-header .action-label[aria-label="${label}"]`);
+      await waitFor(`the "${label}" button`, async () => (await action.count()) > 0, 20000);
+      // An unknown codicon name has no ::before glyph: the button is there but invisible.
+      const content = await action.first().evaluate((el) => getComputedStyle(el, '::before').content);
+      glyphs.push(`${label}: U+${(content.codePointAt(1) ?? 0).toString(16)}`);
+      assert(content && !['none', 'normal', '""'].includes(content), `"${label}" has no icon glyph (${content}, class ${await action.first().getAttribute('class')})`);
+    }
+    // The control: the name main used has no glyph in this workbench.
+    const control = await page.evaluate(() => {
+      const a = document.createElement('a');
+      a.className = 'action-label codicon codicon-scissors';
+      document.body.append(a);
+      const c = getComputedStyle(a, '::before').content;
+      a.remove();
+      return c;
+    });
+    assert(['none', 'normal', '""'].includes(control), `codicon-scissors unexpectedly has a glyph (${control}): the check cannot tell`);
+    say(`  ${glyphs.join('; ')}; codicon-scissors: ${control}`);
+  });
+
+  await step('issue 15: Reveal Output Folder in the browser workbench shows the folder in the Explorer', async () => {
+    const before = noticesNow().length;
+    await palette('View: Show Short-LVLM');
+    const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
+    const row = runs.locator('.monaco-list-row', { hasText: path.basename(out1) }).first();
+    await waitFor('the first run in the Runs view', () => row.isVisible(), 20000);
+    await row.hover();
+    await row.locator('.action-label[aria-label="Reveal Output Folder"]').click();
+    const revealed = page.locator(`.explorer-folders-view .monaco-list-row[aria-level="2"][aria-label="${path.basename(out1)}"]`);
+    await waitFor('the output folder selected in the Explorer', async () => /\b(selected|focused)\b/.test((await revealed.first().getAttribute('class').catch(() => '')) ?? ''), 30000, 300);
+    const errors = noticesNow().slice(before).filter((s) => /not found|failed|error/i.test(s));
+    assert(!errors.length, `reveal reported: ${errors.join(' | ')}`);
+  });
+
+  await step('issue 15: pruning from vision_encoder.onnx names the decoder that will be pruned', async () => {
+    await explorerPrune('vision_encoder.onnx');
+    const q = await quickInput(/pruning ratio/);
+    const input = q.locator('.quick-input-box input');
+    const text = [await q.locator('.quick-input-title').innerText(), await input.getAttribute('placeholder'), await input.getAttribute('aria-label')].join(' | ');
+    await page.keyboard.press('Escape');
+    say(`  ${text}`);
+    assert(/onnx\/decoder_model_merged\.onnx/.test(text), `the prompt does not name the decoder: ${text}`);
+    assert(/vision_encoder\.onnx is not the decoder/.test(text), `the prompt does not say the chosen file is not pruned: ${text}`);
+    assert(/\(llava\)/.test(text), `the prompt does not name the family: ${text}`);
+  });
+
+  await step('issue 15: a calibrationData setting naming a missing file is reported, with Open Settings', async () => {
+    await setUserSetting('shortLvlm.calibrationData', 'data/no-such-calib.json');
+    try {
+      await explorerPrune('decoder_model_merged.onnx');
+      await quickInput(/pruning ratio/);
+      await page.keyboard.press('Enter');
+      await quickInput(/calibration data/);
+      const msg = await waitFor('the warning naming the setting', () => seen(/shortLvlm\.calibrationData.*no-such-calib\.json/), 30000, 200);
+      const toast = page.locator('.notification-toast', { hasText: 'no-such-calib.json' });
+      const button = await toast.getByRole('button', { name: 'Open Settings' }).count();
+      await page.keyboard.press('Escape');
+      say(`  ${msg}`);
+      assert(button, 'the warning has no "Open Settings" button');
+    } finally {
+      await setUserSetting('shortLvlm.calibrationData', '');
+    }
+  });
+
+  await step('issue 15: a calibration file whose run failed is not offered first again', async () => {
+    fs.writeFileSync(path.join(ws, 'data', 'bad-calib.json'), JSON.stringify({ not: 'a conversation list' }));
+    await explorerPrune('decoder_model_merged.onnx');
+    await quickInput(/pruning ratio/);
+    await page.keyboard.press('Enter');
+    const q = await quickInput(/calibration data/);
+    await page.keyboard.type('bad-calib');
+    await waitFor('the bad file as the only choice', async () => /bad-calib\.json/.test(await q.locator('.monaco-list-row').first().innerText()), 10000);
+    await page.keyboard.press('Enter');
+    await waitFor('the failure', () => seen(/bad-calib\.json sample 0: expected LLaVA conversation format/), 60000, 200);
+    await explorerPrune('decoder_model_merged.onnx');
+    await quickInput(/pruning ratio/);
+    await page.keyboard.press('Enter');
+    const again = await quickInput(/calibration data/);
+    const rows = await again.locator('.monaco-list-row').allInnerTexts();
+    await page.keyboard.press('Escape');
+    say(`  choices: ${rows.map((r) => r.replace(/\s+/g, ' ')).join(' | ')}`);
+    assert(!/bad-calib/.test(rows[0]), `the failed file is offered first: ${rows[0]}`);
+    assert(rows.some((r) => /bad-calib[\s\S]*failed last run/.test(r)), 'the failed file does not say that its last run failed');
+  });
+
+  await step('issue 15: a running job shows in the status bar; its busy notice closes when the job is cancelled from there', async () => {
+    const cancelledRuns = () => (extensionLog().match(/pruning tiny-llava: cancelled after/g) ?? []).length;
+    const cancelsBefore = cancelledRuns();
+    await setUserSetting('shortLvlm.samples', 0); // all 320 samples: long enough to act on
+    await pruneFromExplorer();
+    const item = page.locator('.statusbar-item', { hasText: 'Short-LVLM: pruning tiny-llava' });
+    const text = await waitFor('the status-bar item with the stage', async () => {
+      const s = (await item.count()) ? await item.first().innerText() : '';
+      return /calibrate \d+\/\d+/.test(s) && s;
+    }, 90000, 200);
+    say(`  status bar: ${text.replace(/\s+/g, ' ')}`);
+    // A second prune while this one runs: a notice naming the running job.
+    await palette('Short-LVLM: Prune Model...');
+    await waitFor('the "already running" notice', () => seen(/already running: pruning tiny-llava/), 30000, 200);
+    await item.first().click();
+    const q = await quickInput(/pruning tiny-llava/);
+    await waitFor('the cancel entry', () => q.locator('.monaco-list-row', { hasText: 'Cancel pruning tiny-llava' }).first().isVisible(), 10000);
+    await q.locator('.monaco-list-row', { hasText: 'Cancel pruning tiny-llava' }).first().click();
+    await waitFor('the run to be cancelled', () => cancelledRuns() > cancelsBefore, 60000, 300);
+    await waitFor('the status-bar item to go away', async () => (await item.count()) === 0, 30000, 300);
+    // The notice was bound to the job: nothing about it is left, not even in the notification centre.
+    await palette('Notifications: Show Notifications');
+    const center = page.locator('.notifications-center');
+    await waitFor('the notification centre', () => center.isVisible(), 10000);
+    const stale = await waitFor(
+      'no "already running" notice left',
+      async () => !(await center.locator('.notification-list-item-message').allInnerTexts()).some((s) => /already running/.test(s)) || undefined,
+      30000,
+      300,
+    ).catch(async () => (await center.locator('.notification-list-item-message').allInnerTexts()).filter((s) => /already running/.test(s)));
+    await page.keyboard.press('Escape');
+    assert(stale === true, `stale notices: ${JSON.stringify(stale)}`);
+    const left = fs.readdirSync(models);
+    assert(!left.some((n) => n.includes('.partial-')) && !fs.existsSync(`${out1}-2`), `left after the cancel: ${left.join(', ')}`);
+  });
+
+  await step('issue 15: the Getting Started walkthrough opens the demo model, prunes it and opens its report', async () => {
+    await setUserSetting('shortLvlm.samples', 16);
+    const openWalkthrough = async () => {
+      await palette('Open Walkthrough...');
+      const pick = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Get Started with Short-LVLM' }).first();
+      await waitFor('the walkthrough in the list', () => pick.isVisible(), 20000);
+      await pick.click();
+    };
+    const container = page.locator('.gettingStartedContainer');
+    await openWalkthrough();
+    // Back to the walkthrough's tab (typing into the palette races with the page moving focus to the next step).
+    const show = async () => {
+      if (!(await container.isVisible())) await page.locator('.tab', { hasText: 'Welcome' }).first().click();
+      await waitFor('the walkthrough page', () => container.isVisible(), 20000);
+    };
+    const stepEl = (id) => container.locator(`button.getting-started-step[data-step-id$="${id}"]`).first();
+    const runStep = async (id, link) => {
+      await show();
+      await waitFor(`walkthrough step ${id}`, () => stepEl(id).isVisible(), 30000);
+      if ((await stepEl(id).getAttribute('aria-expanded')) !== 'true') await stepEl(id).click();
+      const button = container.getByText(link, { exact: true }).filter({ visible: true }).first();
+      await waitFor(`the "${link}" button`, () => button.isVisible(), 10000);
+      await button.click();
+    };
+    const done = async (id) => {
+      await show();
+      await waitFor(`step ${id} marked done`, async () => (await stepEl(id).getAttribute('aria-checked', { timeout: 2000 })) === 'true', 60000, 300);
+    };
+
+    await runStep('openDemo', 'Open the Demo Model');
+    const demo = path.join(ws, 'short-lvlm-demo', 'models', 'tiny-llava');
+    await waitFor('the demo model copied into the workspace', () => fs.existsSync(path.join(demo, 'onnx', 'decoder_model_merged.onnx')), 30000, 300);
+    await done('openDemo');
+
+    const pruned = () => fs.readdirSync(path.dirname(demo)).filter((n) => n.startsWith('tiny-llava-short-lvlm-') && !n.includes('.partial-'));
+    await runStep('pruneDemo', 'Prune the Demo Model');
+    await quickInput(/pruning ratio/);
+    await page.keyboard.press('Enter');
+    await quickInput(/calibration data/);
+    await page.keyboard.press('Enter');
+    const out = await waitFor('the pruned demo package with its report', () => pruned().find((n) => fs.existsSync(path.join(path.dirname(demo), n, 'short-lvlm-report.json'))), 240000, 500);
+    await done('pruneDemo');
+
+    await runStep('openReport', 'Open the Demo Report');
+    const removed = JSON.parse(fs.readFileSync(path.join(path.dirname(demo), out, 'short-lvlm-report.json'), 'utf8')).removed.join(', ');
+    const text = await waitFor(
+      'the demo report in the report editor',
+      async () => (await webviewTexts()).map((w) => w.text.replace(/\s+/g, ' ')).find((s) => s.includes(`removed ${removed}`) && /no compensation|no SCP/.test(s)),
+      60000,
+      500,
+    );
+    say(`  ${out}: ${text.slice(0, 100)}...`);
+    await done('openReport');
+  });
+
+  await step('issue 15: the empty Benchmark panel runs the benchmark command from its button', async () => {
+    await palette('Short-LVLM: Show Report Panel...');
+    await quickInput(/panel for short-lvlm|panel for tiny-llava-short-lvlm/);
+    await page.keyboard.type('Benchmark');
+    await page.keyboard.press('Enter');
+    const button = await waitFor(
+      'the "Run Benchmark" button',
+      async () => {
+        for (const { frame } of await webviewTexts()) {
+          const b = frame.locator('#run-benchmark');
+          if ((await b.count()) && (await b.first().isVisible())) return b.first();
+        }
+      },
+      30000,
+      500,
+    );
+    await button.click();
+    const pick = await quickInput(/models to benchmark/);
+    const checked = await pick.locator('.monaco-list-row[aria-checked="true"]').allInnerTexts();
+    await page.keyboard.press('Escape');
+    assert(checked.length === 2 && checked.some((s) => /original/.test(s)) && checked.some((s) => /pruned/.test(s)), `preselected: ${JSON.stringify(checked)}`);
+  });
+  // ---------------------------------------------------------------- end of issue 15, host (w15b)
 }
 
 async function cleanup() {

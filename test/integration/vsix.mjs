@@ -63,6 +63,8 @@ export function checkVsixContents(vsix, readme) {
     [/^extension\/dist\/engineWorker\.js$/, 'the engine process bundle'],
     [/^extension\/dist\/webview\.js$/, 'the webview bundle'],
     [/^extension\/dist\/cli\.js$/, 'the CLI bundle'],
+    [/^extension\/dist\/engineWorker\.js\.map$/, "the engine bundle's source map"],
+    [/^extension\/dist\/extension\.js\.map$/, "the extension bundle's source map"],
     [/^extension\/node_modules\/onnxruntime-node\/bin\/napi-v\d+\/linux\/x64\/onnxruntime_binding\.node$/, "onnxruntime-node's Linux x64 binding"],
     [/^extension\/node_modules\/onnxruntime-node\/bin\/napi-v\d+\/linux\/x64\/libonnxruntime\.so/, "onnxruntime's Linux x64 library"],
     [/^extension\/node_modules\/@huggingface\/transformers\/dist\/transformers\.node\.c?js$/, "transformers.js's Node build"],
@@ -80,7 +82,8 @@ export function checkVsixContents(vsix, readme) {
     [/^extension\/models\/[^/]*-short-lvlm-/, 'pruned outputs'],
     [/^extension\/models\/(?!tiny-llava\/)/, 'models other than the bundled demo (test fixtures)'],
     [/^extension\/data\/tiny-vqa\/reference\//, 'reference dumps'],
-    [/\.map$|\.tsbuildinfo$|\.vsix$/, 'source maps, build info or packages'],
+    // The Node bundles' maps ship (stacks in the log point into src/); no other map does.
+    [/(?<!^extension\/dist\/(extension|engineWorker|cli)\.js)\.map$|\.tsbuildinfo$|\.vsix$/, 'source maps, build info or packages'],
   ];
   for (const [re, what] of mustNot) {
     const bad = names.filter((n) => re.test(n));

@@ -304,6 +304,20 @@ describe('webview panels in Chromium', () => {
     await assertClean(p);
   });
 
+  test('the empty benchmark panel offers a button that runs the benchmark command, not a command line; files left out of the package are listed', async () => {
+    const p = await open('benchmark', 'light');
+    await p.send({ type: 'show', panel: 'benchmark', report: fx.report });
+    const text = await p.page.textContent('.empty-state');
+    assert.doesNotMatch(text!, /npm run|cli -- bench/, 'a user of the .vsix has no npm project to run');
+    await p.page.click('#run-benchmark');
+    assert.deepEqual((await p.messages()).pop(), { type: 'runBenchmark' });
+    // Files the pruned package left out are listed in the header (none in this report: no note).
+    assert.equal(await p.page.locator('#left-out').count(), 0);
+    await p.send({ type: 'show', panel: 'benchmark', report: { ...fx.report, output: { ...fx.report.output, leftOut: ['calib.json', 'images/cat.png'] } } });
+    assert.match((await p.page.textContent('#left-out'))!, /not part of the model\): calib\.json, images\/cat\.png$/);
+    await assertClean(p);
+  });
+
   test('a reload restores the panel and its choices from the webview state; a theme change re-renders with the new colours', async () => {
     const r = fx.report;
     const p = await open('redundancy', 'dark');

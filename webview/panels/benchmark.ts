@@ -8,6 +8,7 @@ import { axisTitle, makeChart } from '../charts';
 import { chartBox, h, section } from '../dom';
 import { basename, bytes, fixed, pct, sig } from '../format';
 import { alpha, Theme } from '../theme';
+import { button } from '../toolkit';
 import { empty, header } from './common';
 import type { PanelContext } from './context';
 import { qualityCurve } from './qualityCurve';
@@ -34,8 +35,8 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
       empty(
         'No benchmark yet',
         'A benchmark runs the full and the pruned model side by side on an evaluation set (JSONL of {id, image, question, answer, family}) and reports accuracy per question family, accuracy relative to the full model, next-token agreement and KL divergence, throughput and size.',
-        'Run “Short-LVLM: Benchmark Models...” from the Command Palette (or the Runs view), or from a terminal:',
-        h('pre', { class: 'cmd' }, `npm run --silent cli -- bench ${ctx.report.model.root} ${ctx.report.output?.root ?? '<pruned>'} --eval <eval.jsonl> --samples 200`),
+        h('p', {}, button('Run Benchmark…', () => ctx.runBenchmark(), { appearance: 'primary', id: 'run-benchmark', title: 'Benchmark the original and this pruned model (asks for the evaluation data)' })),
+        'The same is “Short-LVLM: Benchmark Models...” in the Command Palette and the Runs view.',
         'For the accuracy/ratio trade-off across methods, random dropping and exhaustive search, run the sweep command (cli sweep).',
       ),
     );

@@ -40,7 +40,16 @@ export function header(ctx: PanelContext): HTMLElement {
     h('div', { class: 'title-row' }, h('h1', {}, `${PANEL_TITLES[ctx.panel]} `, h('span', { class: 'model', title: r.model.root }, `· ${modelName(r)}`)), nav),
     dl,
     warnings,
+    leftOutNote(r),
   );
+}
+
+/** Files of the model folder the pruned package did not take over (not part of the model). */
+function leftOutNote(r: Report): HTMLElement | null {
+  const files = r.output?.leftOut ?? [];
+  if (!files.length) return null;
+  const shown = files.slice(0, 12).join(', ') + (files.length > 12 ? `, … (${files.length} in all)` : '');
+  return h('p', { class: 'left-out', id: 'left-out' }, `Not copied into the pruned package (not part of the model): ${shown}`);
 }
 
 /** The method and the compensation actually applied (after any held-out fall-back). */

@@ -15,6 +15,8 @@ export interface PanelContext {
   setUi(patch: Partial<UiState>, rerender?: boolean): void;
   openPanel(panel: PanelKind): void;
   selectLayers(layers: number[]): void;
+  /** Ask the host to run the benchmark command on this report's models. */
+  runBenchmark(): void;
   /** Data URI of a sample image if the host sent it; otherwise asks the host once. */
   image(sample: number): string | undefined;
   /** Called when an image arrives (the panel re-renders its sample view). */

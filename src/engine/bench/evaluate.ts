@@ -38,6 +38,8 @@ export interface BenchProgress {
   model: string;
   done: number;
   total: number;
+  /** Seconds left at the mean time per item so far (all models). */
+  etaSeconds?: number;
 }
 
 function logSoftmax(v: Float32Array): Float64Array {
@@ -104,6 +106,7 @@ export async function benchModels(
       const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
       loaded.push({ root: pkg.root, numLayers, sizeBytes, frontend, decoder, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });
     }
+    const t0 = performance.now();
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
       let ref: Float32Array | undefined;
@@ -127,7 +130,8 @@ export async function benchModels(
           l.kl += klFromLogits(ref, g.firstLogits);
         }
       }
-      opts.onProgress?.({ model: models.join(', '), done: i + 1, total: items.length });
+      const perItem = (performance.now() - t0) / 1000 / (i + 1);
+      opts.onProgress?.({ model: models.join(', '), done: i + 1, total: items.length, etaSeconds: perItem * (items.length - i - 1) });
     }
     const n = items.length;
     const results = loaded.map((l, k): ModelBench => {

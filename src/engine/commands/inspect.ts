@@ -6,7 +6,7 @@ import { discoverLayers, WeightRef } from '../graph/layers';
 import { OnnxFile, externalLocations } from '../onnx/onnxFile';
 import { DATA_TYPE_NAMES } from '../onnx/proto';
 import { checkPackageConsistency } from '../package/consistency';
-import { openPackage } from '../package/modelPackage';
+import { ModelPackage, openPackage } from '../package/modelPackage';
 import { genaiModel, genaiUnsupported } from '../runtime/genaiFrontend';
 import type { InspectReport, WeightInfo } from '../../protocol/engineApi';
 
@@ -36,6 +36,7 @@ export function inspectModel(input: string): InspectReport {
       decoderVariants: pkg.decoderVariants ?? [],
       embedTokens: pkg.embedTokens && path.relative(pkg.root, pkg.embedTokens),
       visionEncoder: pkg.visionEncoder && path.relative(pkg.root, pkg.visionEncoder),
+      family: familyOf(pkg),
       genai: pkg.layout === 'genai' ? { type: genaiModel(pkg).type, unsupported: genaiUnsupported(pkg) } : undefined,
       files: (pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder), ...pkg.files] : pkg.files).map((f) => ({ path: f, bytes: fs.statSync(path.join(pkg.root, f)).size })),
       externalData: externalLocations(file.model),
@@ -66,11 +67,18 @@ export function inspectModel(input: string): InspectReport {
   }
 }
 
+/** The family name the package's own config gives, if any. */
+function familyOf(pkg: ModelPackage): string | undefined {
+  const t = pkg.layout === 'genai' ? (pkg.config?.model as Record<string, unknown> | undefined)?.type : pkg.config?.model_type;
+  return typeof t === 'string' && t ? t : undefined;
+}
+
 export function formatInspect(r: InspectReport): string {
   const lines: string[] = [];
   const mb = (b: number) => (b / 2 ** 20).toFixed(1) + ' MiB';
   lines.push(`${r.root}`);
   lines.push(`  layout        ${r.layout}${r.layout === 'optimum' ? ' (transformers.js / Optimum)' : r.layout === 'genai' ? ' (onnxruntime-genai)' : ' (lone decoder)'}`);
+  if (r.family && !r.genai) lines.push(`  family        ${r.family}`);
   lines.push(`  decoder       ${r.decoder} [${r.variant}]${r.externalData.length ? ` + ${r.externalData.join(', ')}` : ''}`);
   if (r.embedTokens) lines.push(`  embeddings    ${r.embedTokens}`);
   if (r.visionEncoder) lines.push(`  vision        ${r.visionEncoder}`);

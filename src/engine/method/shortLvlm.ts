@@ -248,6 +248,7 @@ async function pruneWithTrials(
       timings.writeSeconds = (Date.now() - t) / 1000;
       report.output.bytes = written.bytes;
       report.output.variants = written.variants;
+      report.output.leftOut = written.leftOut;
       for (const v of written.variants) if (v.note) report.warnings.push(`${v.file}: ${v.note}`);
       return { [REPORT_FILE]: report, [RECIPE_FILE]: recipe };
     },

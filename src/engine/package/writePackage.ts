@@ -1,6 +1,7 @@
 // Writes a pruned copy of a model package: the decoder, and every dtype variant of it, with
-// layers removed and weights replaced (variantEdits.ts), the config updated to match, every
-// other file copied under the same name.
+// layers removed and weights replaced (variantEdits.ts), the config updated to match, the
+// model's other files copied under the same name (modelFiles.ts says which; the user's own
+// data in the folder is left out and listed).
 // Everything goes to a temporary sibling folder that is renamed into place only when
 // complete, so a failure or cancel never leaves a half-written package behind.
 
@@ -12,6 +13,7 @@ import { removeLayers } from '../graph/surgery';
 import { checkOutputLocation } from '../outputLocation';
 import { ModelProto } from '../onnx/proto';
 import { checkPackageConsistency } from './consistency';
+import { splitModelFiles } from './modelFiles';
 import { ModelPackage, PackageError } from './modelPackage';
 import { adoptScratchDir, makeScratchDir, releaseScratchDir, removeScratchDir } from '../scratch';
 import { applyToCalibrated, applyToVariant, Linears, linearsOf, placeReplacements, PlacedReplacement, VariantError } from './variantEdits';
@@ -35,7 +37,7 @@ export interface PruneWriteOptions {
    * once the decoder is written (the report records its size): either way they are written
    * once, into the temporary folder, before it is renamed into place.
    */
-  extraJson?: Record<string, unknown> | ((written: { bytes: number; variants: VariantOutcome[] }) => Record<string, unknown>);
+  extraJson?: Record<string, unknown> | ((written: { bytes: number; variants: VariantOutcome[]; leftOut: string[] }) => Record<string, unknown>);
   /** Checked between steps; throw to abort (cancel). */
   checkCancelled?: () => void;
 }
@@ -49,6 +51,8 @@ export interface PruneWriteResult {
   skippedVariants: string[];
   /** Every dtype variant of the decoder and what was done to it. */
   variants: VariantOutcome[];
+  /** Files of the model folder that are not part of the model and were not copied (relative paths). */
+  leftOut: string[];
 }
 
 const CHUNK_LIMIT = 2 ** 31 - 2 ** 20; // stay under what Node and browsers read in one call
@@ -170,7 +174,8 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       const vbase = path.basename(v);
       for (const f of pkg.files) if (path.dirname(f) === vdir && path.basename(f).startsWith(vbase + '_data') || f === v + '.data') skip.add(f);
     }
-    for (const f of pkg.files) {
+    const { model: ownFiles, leftOut } = splitModelFiles(pkg);
+    for (const f of ownFiles) {
       if (skip.has(f) || skip.has(f.split('/').join(path.sep))) continue;
       if (f === REPORT_FILE || f === RECIPE_FILE) continue;
       const dst = path.join(tmp, f);
@@ -181,7 +186,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
     }
 
     updateConfig(pkg, tmp, removal.removed, removal.numLayers, chunks);
-    const extra = typeof opts.extraJson === 'function' ? opts.extraJson({ bytes: written.bytes, variants }) : opts.extraJson ?? {};
+    const extra = typeof opts.extraJson === 'function' ? opts.extraJson({ bytes: written.bytes, variants, leftOut }) : opts.extraJson ?? {};
     for (const [name, value] of Object.entries(extra)) {
       fs.writeFileSync(path.join(tmp, name), JSON.stringify(value, null, 1) + '\n');
     }
@@ -208,6 +213,7 @@ export function writePrunedPackage(pkg: ModelPackage, opts: PruneWriteOptions): 
       bytes: written.bytes,
       skippedVariants,
       variants,
+      leftOut,
     };
   } catch (e) {
     if (tmp) removeScratchDir(tmp);
