@@ -82,3 +82,14 @@ export function assertLogitsClose(got: Float32Array, want: number[], what: strin
   assert.ok(diff <= 1e-4 * Math.max(1, scale), `${what}: max |diff| ${diff} (scale ${scale})`);
   return diff;
 }
+
+/** Relative L2 distance of `x` from the reference `ref`: |x - ref| / |ref|. */
+export function relL2(ref: ArrayLike<number>, x: ArrayLike<number>): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < ref.length; i++) {
+    d += (x[i] - ref[i]) ** 2;
+    n += ref[i] ** 2;
+  }
+  return Math.sqrt(d / n);
+}
