@@ -4,7 +4,7 @@
 // installs it into an empty extensions folder. Scenario: prune the bundled tiny model from the
 // explorer's context menu, check the output package, open the report and its panels and read
 // the webviews' text, benchmark, cancel a run, survive an engine crash, prune a hand-made
-// choice; then each family miniature (Qwen2-VL, SmolVLM, Gemma 3, a genai package) pruned from
+// choice; then each family miniature (Qwen2-VL, SmolVLM, Gemma 3, OneVision, genai) pruned from
 // the explorer with calibration and benchmarked. Prints "N passed, N failed".
 //
 // Every wait is on a state (a log line, a file, a DOM element), with generous limits: a loaded
@@ -523,8 +523,8 @@ async function main() {
   });
 
   // ---------------------------------------------------------------- issue 11: every family's miniature
-  // Right-click each family miniature in the explorer (Qwen2-VL, SmolVLM, Gemma 3, and a
-  // Phi-3-vision-style onnxruntime-genai package), prune with calibration, benchmark the pruned
+  // Right-click each family miniature in the explorer (Qwen2-VL, SmolVLM, Gemma 3, LLaVA-OneVision
+  // and a Phi-3-vision-style onnxruntime-genai package), prune with calibration, benchmark the pruned
   // package against its original from the palette, and check the report and the benchmark
   // panel. Bounded: 8 calibration samples and 8 evaluation items per family.
   {
@@ -535,6 +535,8 @@ async function main() {
       { name: 'tiny-smolvlm', src: path.join(repo, 'models', 'tiny-smolvlm'), imageTokens: 80, scp: true },
       // A norm follows Gemma's down_proj: removed uncompensated, and the report says so.
       { name: 'tiny-gemma3', src: path.join(repo, 'models', 'tiny-gemma3'), imageTokens: 16, scp: false },
+      // LLaVA-OneVision: the base view's 16 + 8 rows of (8 tile tokens + image_newline).
+      { name: 'tiny-onevision', src: path.join(repo, 'models', 'tiny-onevision'), imageTokens: 88, scp: true },
       { name: 'genai-phi3v-gqa', src: path.join(repo, 'test', 'fixtures', 'genai-phi3v-gqa'), imageTokens: 93, scp: true, genai: true },
     ];
     const famRoot = path.join(ws, 'families');

@@ -11,7 +11,7 @@ export const repo = path.resolve(__dirname, '../../..');
 export const vqaDir = path.join(repo, 'data/tiny-vqa');
 
 export interface FamilySpec {
-  name: 'smolvlm' | 'gemma3';
+  name: 'smolvlm' | 'gemma3' | 'llava_onevision';
   dir: string;
   /** transformers.js' class for the family. */
   className: string;
@@ -20,6 +20,8 @@ export interface FamilySpec {
 export const FAMILIES: FamilySpec[] = [
   { name: 'smolvlm', dir: path.join(repo, 'models/tiny-smolvlm'), className: 'SmolVLMForConditionalGeneration' },
   { name: 'gemma3', dir: path.join(repo, 'models/tiny-gemma3'), className: 'Gemma3ForConditionalGeneration' },
+  // transformers.js exports LlavaOnevisionForConditionalGeneration as LLaVA's class itself.
+  { name: 'llava_onevision', dir: path.join(repo, 'models/tiny-onevision'), className: 'LlavaForConditionalGeneration' },
 ];
 
 export interface RefSample {
