@@ -6,6 +6,9 @@
 // - Calibrated with compensation (--method svl, SCP): every variant is compensated, the
 //   compensated fp32 weight reaches the q4 (independent 4-bit decoder) and fp16 decoders, and
 //   transformers.js answers with each dtype as the engine does on that variant.
+// And the Gemma 3 miniature's fp16 and q4 decoders with input-side SCP (--scp-target input,
+// Gemma's norms leave no output-side weight): the five replaced weights of each partner (q, k,
+// v, gate, up) reach every variant, and transformers.js answers with each dtype as the engine.
 
 import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -29,6 +32,8 @@ const work = path.join(repo, 'test/.fixtures/family-dtypes');
 const orig = path.join(work, 'tiny-qwen2vl');
 const skipped = path.join(work, 'tiny-qwen2vl-skip');
 const calibrated = path.join(work, 'tiny-qwen2vl-calibrated');
+const gemma = path.join(work, 'tiny-gemma3');
+const gemmaPruned = path.join(work, 'tiny-gemma3-input');
 const SKIP = [4, 5];
 const L = 8;
 const SUFFIX = { fp32: '', fp16: '_fp16', q4: '_q4', q4f16: '_q4f16' } as const;
@@ -40,8 +45,8 @@ const ref = JSON.parse(fs.readFileSync(path.join(data, 'reference-qwen2vl/logits
   samples: Array<{ id: string; image: string; question: string; skips: Array<{ skip: number[]; logits_f32: number[] }> }>;
 };
 
-function prune(...args: string[]): void {
-  execFileSync(process.execPath, [cli, 'prune', orig, ...args, '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
+function prune(model: string, ...args: string[]): void {
+  execFileSync(process.execPath, [cli, 'prune', model, ...args, '--quiet'], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 before(() => {
@@ -50,8 +55,11 @@ before(() => {
   fs.mkdirSync(work, { recursive: true });
   fs.cpSync(path.join(repo, 'models/tiny-qwen2vl'), orig, { recursive: true });
   writeVariants(orig, ['fp16', 'q4', 'q4f16']);
-  prune('--layers', SKIP.join(','), '--no-scp', '--out', skipped);
-  prune('--calib', path.join(data, 'calib.json'), '--ratio', '0.25', '--samples', '8', '--method', 'svl', '--out', calibrated);
+  prune(orig, '--layers', SKIP.join(','), '--no-scp', '--out', skipped);
+  prune(orig, '--calib', path.join(data, 'calib.json'), '--ratio', '0.25', '--samples', '8', '--method', 'svl', '--out', calibrated);
+  fs.cpSync(path.join(repo, 'models/tiny-gemma3'), gemma, { recursive: true });
+  writeVariants(gemma, ['fp16', 'q4']);
+  prune(gemma, '--calib', path.join(data, 'calib.json'), '--ratio', '0.25', '--samples', '8', '--method', 'svl', '--scp-target', 'input', '--out', gemmaPruned);
 });
 
 /** transformers.js' last-position logits for the reference prompts, the package loaded with `d`. */
@@ -111,18 +119,20 @@ test('layers removed from every variant match PyTorch with those layers skipped,
   t.diagnostic(`relative L2 of logits to PyTorch (${n} prompts), original -> layers ${SKIP} removed: ${lines.join('; ')}; removal itself ${removal.toExponential(2)}`);
 });
 
-test('calibrated with compensation: every variant compensated; the fp32 compensation reaches the q4 and fp16 weights', () => {
-  const report = JSON.parse(fs.readFileSync(path.join(calibrated, 'short-lvlm-report.json'), 'utf8')) as Report;
+/** Every variant compensated; each replaced fp32 weight reaches the q4 (independent decoder) and fp16 variants. */
+function assertCompensationReachesVariants(src: string, out: string, dtypes: Dtype[], weightsPerPair: number): void {
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'short-lvlm-report.json'), 'utf8')) as Report;
   assert.equal(report.removed.length, 2);
   assert.equal(report.pairs.length, 2, 'both removed layers compensated');
+  assert.deepEqual(report.warnings, []);
   assert.deepEqual(
     report.output.variants?.map((v) => [v.file, v.status]).sort(),
-    DTYPES.map((d) => [path.relative(orig, decoder(orig, d)), d === 'fp32' ? 'calibrated' : 'compensated']).sort(),
+    dtypes.map((d) => [path.relative(src, decoder(src, d)), d === 'fp32' ? 'calibrated' : 'compensated']).sort(),
   );
-  const recipe = JSON.parse(fs.readFileSync(path.join(calibrated, 'recipe.json'), 'utf8')) as Recipe;
+  const recipe = JSON.parse(fs.readFileSync(path.join(out, 'recipe.json'), 'utf8')) as Recipe;
   const names = recipe.compensation.flatMap((c) => c.weights.map((w) => w.name));
-  assert.equal(names.length, 2, 'one down projection per pair');
-  const [o32, p32, oq4, pq4, p16] = [decoder(orig, 'fp32'), decoder(calibrated, 'fp32'), decoder(orig, 'q4'), decoder(calibrated, 'q4'), decoder(calibrated, 'fp16')].map((f) => OnnxFile.open(f));
+  assert.equal(names.length, 2 * weightsPerPair);
+  const [o32, p32, oq4, pq4, p16] = [decoder(src, 'fp32'), decoder(out, 'fp32'), decoder(src, 'q4'), decoder(out, 'q4'), decoder(out, 'fp16')].map((f) => OnnxFile.open(f));
   try {
     for (const name of names) {
       const before = o32.tensorFloat64(initializerOf(o32, name));
@@ -138,13 +148,23 @@ test('calibrated with compensation: every variant compensated; the fp32 compensa
   } finally {
     for (const f of [o32, p32, oq4, pq4, p16]) f.close();
   }
+}
+
+test('calibrated with compensation: every variant compensated; the fp32 compensation reaches the q4 and fp16 weights', () => {
+  assertCompensationReachesVariants(orig, calibrated, DTYPES, 1);
 });
 
-test('transformers.js loads every calibrated variant with its dtype and answers as the engine does on it', async () => {
+test('gemma3 with input-side SCP: the five replaced weights of each partner reach the fp16 and q4 decoders', () => {
+  assertCompensationReachesVariants(gemma, gemmaPruned, ['fp32', 'fp16', 'q4'], 5);
+});
+
+test('transformers.js loads every calibrated variant (Qwen2-VL, Gemma 3) with its dtype and answers as the engine does on it', async () => {
   const items = loadEval(path.join(data, 'eval.jsonl'), 4);
-  for (const d of DTYPES) {
-    const [ours] = await benchModels([decoder(calibrated, d)], items);
-    assert.equal(ours.numLayers, L - 2);
-    assert.deepEqual(await transformersJsAnswers(calibrated, items, 3, dtypeOf(d)), ours.answers.map((a) => a.predicted), d);
+  for (const [pkg, dtypes] of [[calibrated, DTYPES], [gemmaPruned, ['fp32', 'fp16', 'q4']]] as const) {
+    for (const d of dtypes) {
+      const [ours] = await benchModels([decoder(pkg, d)], items);
+      assert.equal(ours.numLayers, L - 2);
+      assert.deepEqual(await transformersJsAnswers(pkg, items, 3, dtypeOf(d)), ours.answers.map((a) => a.predicted), `${path.basename(pkg)} ${d}`);
+    }
   }
 });
