@@ -23,7 +23,8 @@ import { DecoderRunner } from '../../src/engine/runtime/decoderRunner';
 import { VlmFrontend } from '../../src/engine/runtime/vlmFrontend';
 import { Recipe, Report } from '../../src/protocol/report';
 import { writeVariants } from '../../tools/quantize/cli';
-import { reference4bit, referenceBnb4 } from '../support/quantReference';
+import { assertFp16Rounded, assertQ4Near, reference4bit, referenceBnb4 } from '../support/quantReference';
+import { relL2 } from '../support/familyPackages';
 import { transformersJsAnswers } from '../support/transformersJs';
 
 const repo = path.resolve(__dirname, '../../..');
@@ -88,18 +89,7 @@ test('compensated weights reach the q4 (block 32), bnb4, uint8, int8 (QDQ) and f
       for (let i = 0; i < after.length; i++) changed = Math.max(changed, Math.abs(after[i] - before[i]));
       assert.ok(changed > 1e-4, `${name} was compensated in fp32`);
       // q4: dequantised with the independent decoder, within a quantisation step of the fp32 weight.
-      const B = init(pq4, `${name}_Q4`);
-      const scales = pq4.tensorFloat64(init(pq4, `${name}_scales`));
-      const deq = reference4bit(pq4.tensorBytes(B), scales, undefined, K, N, 32);
-      const kBlocks = Math.ceil(K / 32);
-      let err = 0;
-      for (let k = 0; k < K; k++) {
-        for (let n = 0; n < N; n++) {
-          const s = Math.abs(scales[n * kBlocks + Math.floor(k / 32)]);
-          err = Math.max(err, Math.abs(deq[k * N + n] - after[k * N + n]) / s);
-        }
-      }
-      assert.ok(err <= 1 + 1e-6, `${name}: q4 weight within one step of the compensated fp32 weight (${err})`);
+      const deq = assertQ4Near(pq4, name, after, K, N);
       const deqBefore = reference4bit(oq4.tensorBytes(init(oq4, `${name}_Q4`)), oq4.tensorFloat64(init(oq4, `${name}_scales`)), undefined, K, N, 32);
       let moved = 0;
       for (let i = 0; i < deq.length; i++) moved = Math.max(moved, Math.abs(deq[i] - deqBefore[i]));
@@ -121,11 +111,7 @@ test('compensated weights reach the q4 (block 32), bnb4, uint8, int8 (QDQ) and f
       const i8 = new Int8Array(b8.buffer, b8.byteOffset, b8.length);
       for (let i = 0; i < after.length; i++) assert.ok(Math.abs(i8[i] * s8[i % N] - after[i]) <= s8[i % N] / 2 + 1e-7, `${name} int8 [${i}]`);
       // fp16: the compensated weight rounded to float16.
-      const h = p16.tensorBytes(init(p16, name));
-      const u = new Uint16Array(h.buffer.slice(h.byteOffset, h.byteOffset + h.byteLength));
-      for (let i = 0; i < after.length; i++) {
-        assert.ok(Math.abs(halfToFloat(u[i]) - after[i]) <= 2 ** -11 * Math.abs(after[i]) + 2 ** -25, `${name}[${i}] in fp16`);
-      }
+      assertFp16Rounded(p16, name, after);
     }
     // Every other 4-bit weight of the pruned q4 decoder is byte for byte one of the original's.
     const origBytes = new Map([...oq4.initializerMap().values()].filter((t) => t.name.endsWith('_Q4')).map((t) => [t.name, Buffer.from(oq4.tensorBytes(t)).toString('base64')]));
@@ -240,16 +226,6 @@ test('without an fp32 decoder, calibration runs on fp16, on q4 or on uint8 when 
     await fe.dispose();
   }
 });
-
-function relL2(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += a[i] ** 2;
-  }
-  return Math.sqrt(d / n);
-}
 
 test('a variant whose k and v projections come in the other order still gets each replacement on the right weight', () => {
   // The q4 decoder with layer 3's k and v MatMulNBits nodes swapped in graph order (still a

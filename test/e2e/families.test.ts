@@ -1,6 +1,7 @@
 // Issue 11, families end to end on the project's miniature packages (tools/vlmfamilies):
-// SmolVLM / Idefics3 style (image splitting, pixel_attention_mask, row/column tokens) and
-// Gemma 3 style (scaled embeddings, sandwich norms, positions from 1, sliding-window layers).
+// SmolVLM / Idefics3 style (image splitting, pixel_attention_mask, row/column tokens),
+// Gemma 3 style (scaled embeddings, sandwich norms, positions from 1, sliding-window layers)
+// and LLaVA-OneVision style (any-resolution tiles packed with image_newline).
 // transformers.js' own class and processor must reproduce PyTorch's prompt, token ids, logits
 // and greedy answers, and a package with layers removed by the CLI must match PyTorch run
 // with those layers skipped.
@@ -30,8 +31,11 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-families-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const calib = path.join(vqaDir, 'calib.json');
 const pruned = (name: string) => path.join(tmp, `${name}-calibrated`);
-/** Image tokens per prompt: SmolVLM 4 tiles + the global image x 16; Gemma 3 one block of 16. */
-const IMAGE_TOKENS = { smolvlm: 80, gemma3: 16 };
+/**
+ * Image tokens per prompt: SmolVLM 4 tiles + the global image x 16; Gemma 3 one block of 16;
+ * LLaVA-OneVision the base view's 16 + 8 rows of 8 tile tokens and an image_newline.
+ */
+const IMAGE_TOKENS = { smolvlm: 80, gemma3: 16, llava_onevision: 88 };
 
 before(() => {
   assert.ok(fs.existsSync(cli), 'run npm run build first');

@@ -11,7 +11,7 @@ export const repo = path.resolve(__dirname, '../../..');
 export const vqaDir = path.join(repo, 'data/tiny-vqa');
 
 export interface FamilySpec {
-  name: 'smolvlm' | 'gemma3';
+  name: 'smolvlm' | 'gemma3' | 'llava_onevision';
   dir: string;
   /** transformers.js' class for the family. */
   className: string;
@@ -20,6 +20,8 @@ export interface FamilySpec {
 export const FAMILIES: FamilySpec[] = [
   { name: 'smolvlm', dir: path.join(repo, 'models/tiny-smolvlm'), className: 'SmolVLMForConditionalGeneration' },
   { name: 'gemma3', dir: path.join(repo, 'models/tiny-gemma3'), className: 'Gemma3ForConditionalGeneration' },
+  // transformers.js exports LlavaOnevisionForConditionalGeneration as LLaVA's class itself.
+  { name: 'llava_onevision', dir: path.join(repo, 'models/tiny-onevision'), className: 'LlavaForConditionalGeneration' },
 ];
 
 export interface RefSample {
@@ -81,4 +83,15 @@ export function assertLogitsClose(got: Float32Array, want: number[], what: strin
   }
   assert.ok(diff <= 1e-4 * Math.max(1, scale), `${what}: max |diff| ${diff} (scale ${scale})`);
   return diff;
+}
+
+/** Relative L2 distance of `x` from the reference `ref`: |x - ref| / |ref|. */
+export function relL2(ref: ArrayLike<number>, x: ArrayLike<number>): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < ref.length; i++) {
+    d += (x[i] - ref[i]) ** 2;
+    n += ref[i] ** 2;
+  }
+  return Math.sqrt(d / n);
 }

@@ -1,6 +1,10 @@
 // Independent decoders for quantised weights, written from the operator documentation for
 // the tests (never the engine's codec): float64 [K, N] matrices.
 
+import * as assert from 'node:assert/strict';
+import { halfToFloat, OnnxFile } from '../../src/engine/onnx/onnxFile';
+import type { TensorProto } from '../../src/engine/onnx/proto';
+
 /** MatMulNBits, 4 bits: low nibble first along K, zero point 8 when none is given. */
 export function reference4bit(packed: Uint8Array, scales: ArrayLike<number>, zp: Uint8Array | undefined, K: number, N: number, block: number): Float64Array {
   const kBlocks = Math.ceil(K / block);
@@ -35,4 +39,35 @@ export function referenceBnb4(packed: Uint8Array, absmax: ArrayLike<number>, K: 
     }
   }
   return W;
+}
+
+/** An initializer of a variant's decoder, asserted to exist. */
+export function initializerOf(f: OnnxFile, name: string): TensorProto {
+  const t = f.initializerMap().get(name);
+  assert.ok(t, `${name} in ${f.filePath}`);
+  return t!;
+}
+
+/**
+ * The symmetric q4 weight `name` (as tools/quantize writes it: `<name>_Q4`, `<name>_scales`,
+ * no zero points) of `f`, decoded with reference4bit; asserted to lie within one quantisation
+ * step of `want` ([K, N]).
+ */
+export function assertQ4Near(f: OnnxFile, name: string, want: Float64Array, K: number, N: number, block = 32): Float64Array {
+  const scales = f.tensorFloat64(initializerOf(f, `${name}_scales`));
+  const deq = reference4bit(f.tensorBytes(initializerOf(f, `${name}_Q4`)), scales, undefined, K, N, block);
+  const kBlocks = Math.ceil(K / block);
+  let err = 0;
+  for (let k = 0; k < K; k++) {
+    for (let n = 0; n < N; n++) err = Math.max(err, Math.abs(deq[k * N + n] - want[k * N + n]) / Math.abs(scales[n * kBlocks + Math.floor(k / block)]));
+  }
+  assert.ok(err <= 1 + 1e-6, `${name}: q4 weight within one step of the wanted weight (${err} steps)`);
+  return deq;
+}
+
+/** The float16 weight `name` of `f` is `want` rounded to float16. */
+export function assertFp16Rounded(f: OnnxFile, name: string, want: Float64Array): void {
+  const h = f.tensorBytes(initializerOf(f, name));
+  const u = new Uint16Array(h.buffer.slice(h.byteOffset, h.byteOffset + h.byteLength));
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(halfToFloat(u[i]) - want[i]) <= 2 ** -11 * Math.abs(want[i]) + 2 ** -25, `${name}[${i}] in fp16`);
 }

@@ -30,7 +30,7 @@ from models import C  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 OPSET = 14
-SEED = {"smolvlm": 11, "gemma3": 13}
+SEED = {"smolvlm": 11, "gemma3": 13, "llava_onevision": 17}
 SKIP_SETS = [[], [3], [7], [0], [2, 5], [1, 4, 6]]
 GREEDY_SKIPS = [[], [2, 5]]
 MAX_NEW = 4
@@ -81,6 +81,31 @@ GEMMA3 = {
         "{% endfor %}<end_of_turn>\n{% endfor %}"
         "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"),
 }
+ONEVISION = {
+    "family": "llava_onevision",
+    "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"],
+    "words": ["user", "assistant"] + WORDS,
+    "bos": "<|im_start|>", "eos": "<|im_end|>", "pad": "<|endoftext|>", "unk": "<|endoftext|>",
+    "add_bos": False,
+    # A 64x64 image as a 2x2 grid of 32x32 tiles plus the base view, 16 tokens each (patch 8):
+    # 16 base + 8 rows x (8 + image_newline) = 88 image tokens.
+    "image": 64, "patch_size": 8,
+    "vision": {"hidden_size": 32, "heads": 2, "intermediate_size": 64, "layers": 2, "image_size": 32,
+               "patch_size": 8},
+    "text": {"hidden_size": 64, "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "head_dim": 16, "intermediate_size": 128, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+             "max_position_embeddings": 512},
+    # Loops over content lists, as OneVision's template does; the image first, then the text.
+    "chat_template": (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+        "{% for item in message['content'] %}"
+        "{% if item['type'] == 'image' %}<image>{{ '\\n' }}{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+        "{% endfor %}<|im_end|>{{ '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant{{ '\\n' }}{% endif %}"),
+}
+ONEVISION["image_tokens"] = (ONEVISION["image"] // 2 // ONEVISION["patch_size"]) ** 2 + \
+    (ONEVISION["image"] // ONEVISION["patch_size"]) * (ONEVISION["image"] // ONEVISION["patch_size"] + 1)
+
 GEMMA3["text"]["layer_types"] = [
     "full_attention" if (i + 1) % GEMMA3["text"]["sliding_window_pattern"] == 0 else "sliding_attention"
     for i in range(GEMMA3["text"]["num_hidden_layers"])]
@@ -138,12 +163,16 @@ def chat_prompt(fam, question):
     """What the chat template renders for [image, question] + the generation prompt."""
     if fam["family"] == "smolvlm":
         return "<|im_start|>User:<image> " + question + "<end_of_utterance>\nAssistant:"
+    if fam["family"] == "llava_onevision":
+        return "<|im_start|>user\n<image>\n" + question + "<|im_end|>\n<|im_start|>assistant\n"
     return "<start_of_turn>user\n<start_of_image>" + question + "<end_of_turn>\n<start_of_turn>model\n"
 
 
 def expand_prompt(fam, prompt, rows=0, cols=0):
     """The processor's image-token expansion (Idefics3: tiles row by row, each behind its
     <row_r_col_c>, then the global image; Gemma 3: <start_of_image> -> the full image block)."""
+    if fam["family"] == "llava_onevision":
+        return prompt.replace("<image>", "<image>" * fam["image_tokens"])
     if fam["family"] == "gemma3":
         block = "\n\n<start_of_image>" + "<image_soft_token>" * fam["mm_tokens_per_image"] + "<end_of_image>\n\n"
         return prompt.replace("<start_of_image>", block)
@@ -183,6 +212,8 @@ def model_inputs(fam, vocab, img, question):
     if fam["family"] == "smolvlm":
         pv, pm, rows, cols = smolvlm_pixels(fam, img)
         return prompt, vocab.encode(expand_prompt(fam, prompt, rows, cols)), (pv, pm)
+    if fam["family"] == "llava_onevision":
+        assert img.size == (fam["image"], fam["image"]), "the tiny VQA images are 64x64"
     return prompt, vocab.encode(expand_prompt(fam, prompt)), (normalized(img)[None],)
 
 
@@ -228,6 +259,13 @@ def export(model, fam, onnx_dir):
                           dynamic_axes={"pixel_values": {0: "batch_size", 1: "num_images"},
                                         "pixel_attention_mask": {0: "batch_size", 1: "num_images"},
                                         "image_features": {0: "batch_size_x_num_images"}},
+                          opset_version=OPSET, do_constant_folding=True)
+        embed = model.model.embed_tokens
+    elif fam["family"] == "llava_onevision":
+        s = fam["image"]
+        torch.onnx.export(Fn(model.vision, model.vision), (torch.randn(2, 3, s, s),), os.path.join(onnx_dir, "vision_encoder.onnx"),
+                          input_names=["pixel_values"], output_names=["image_features"],
+                          dynamic_axes={"pixel_values": {0: "batch_size"}, "image_features": {0: "batch_size_x_image_tokens"}},
                           opset_version=OPSET, do_constant_folding=True)
         embed = model.model.embed_tokens
     else:
@@ -295,6 +333,34 @@ def write_package(fam, vocab, out):
                "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_pad": False,
                "do_image_splitting": True, "max_image_size": {"longest_edge": fam["frame"]}}
         proc = {"processor_class": "Idefics3Processor", "image_seq_len": fam["image_seq_len"]}
+        extra_tok = {}
+    elif fam["family"] == "llava_onevision":
+        p = fam["patch_size"]
+        config = {
+            "architectures": ["LlavaOnevisionForConditionalGeneration"], "model_type": "llava_onevision",
+            "image_token_index": vocab["<image>"], "vision_feature_select_strategy": "full",
+            "vision_feature_layer": -1, "vision_aspect_ratio": "anyres_max_9",
+            "image_grid_pinpoints": [[fam["image"], fam["image"]]], "projector_hidden_act": "gelu",
+            "text_config": {**common_text, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                            "hidden_act": "silu", "tie_word_embeddings": False},
+            "vision_config": {"model_type": "siglip_vision_model", "hidden_size": v["hidden_size"],
+                              "intermediate_size": v["intermediate_size"], "num_hidden_layers": v["layers"],
+                              "num_attention_heads": v["heads"], "image_size": v["image_size"],
+                              "patch_size": v["patch_size"], "num_channels": 3, "hidden_act": "gelu_pytorch_tanh",
+                              "layer_norm_eps": 1e-6, "vision_use_head": False},
+            "tie_word_embeddings": False,
+        }
+        # transformers.js has no OneVision processor: LLaVA's expands <image> into
+        # (64/8)^2 + num_additional_image_tokens tokens, which is OneVision's count for this grid.
+        pre = {"image_processor_type": "LlavaOnevisionImageProcessor", "processor_class": "LlavaProcessor",
+               "do_convert_rgb": True, "do_resize": True, "size": {"shortest_edge": fam["image"]}, "resample": 3,
+               "do_center_crop": True, "crop_size": {"height": fam["image"], "width": fam["image"]},
+               "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+               "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+               "image_grid_pinpoints": [[fam["image"], fam["image"]]]}
+        proc = {"processor_class": "LlavaProcessor", "image_token": "<image>", "patch_size": p,
+                "num_additional_image_tokens": fam["image_tokens"] - (fam["image"] // p) ** 2,
+                "vision_feature_select_strategy": "full"}
         extra_tok = {}
     else:
         config = {
@@ -401,6 +467,10 @@ def make_model(fam):
                "image_token_id": vocab["<image>"]}
         model = M.TinySmolVlm(cfg)
         M.randomize(model, SEED["smolvlm"], {"lm_head": 0.5})
+    elif fam["family"] == "llava_onevision":
+        cfg = {"vision": fam["vision"], "text": fam["text"], "image_token_id": vocab["<image>"]}
+        model = M.TinyOneVision(cfg)
+        M.randomize(model, SEED["llava_onevision"], {"lm_head": 0.5})
     else:
         cfg = {"vision": fam["vision"], "text": fam["text"], "mm_tokens_per_image": fam["mm_tokens_per_image"],
                "image_token_index": vocab["<image_soft_token>"]}
@@ -418,7 +488,7 @@ def build(fam, out_root, ref_dir, ckpt=None):
         trained = {k: st[k] for k in ("steps", "accuracy") if k in st}
         print(f"loaded {ckpt}: {trained}")
     model.eval()
-    out = os.path.join(out_root, f"tiny-{fam['family']}")
+    out = os.path.join(out_root, f"tiny-{fam['family'].replace('llava_', '')}")
     os.makedirs(out, exist_ok=True)
     export(model, fam, os.path.join(out, "onnx"))
     write_package(fam, vocab, out)
@@ -435,13 +505,13 @@ def build(fam, out_root, ref_dir, ckpt=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", default="all", choices=["all", "smolvlm", "gemma3"])
+    ap.add_argument("--family", default="all", choices=["all", "smolvlm", "gemma3", "llava_onevision"])
     ap.add_argument("--out", default=os.path.join(ROOT, "models"))
     ap.add_argument("--ref", default=os.path.join(ROOT, "data", "tiny-vqa", "reference"))
     ap.add_argument("--runs", default=os.path.join(HERE, "runs"), help="checkpoints of train.py (random weights if absent)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    for fam in (SMOLVLM, GEMMA3):
+    for fam in (SMOLVLM, GEMMA3, ONEVISION):
         if args.family in ("all", fam["family"]):
             build(fam, args.out, args.ref, os.path.join(args.runs, f"{fam['family']}.pt"))
 

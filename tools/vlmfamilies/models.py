@@ -7,6 +7,9 @@ exported packages with their usual semantics:
 
 - SmolVLM / Idefics3: SigLIP-style vision tower over image frames (tiles + a global image) with
   `pixel_attention_mask` masking padded patches, pixel-shuffle connector, LLaMA decoder.
+- LLaVA-OneVision: any-resolution tiles (a base view + a 2x2 tile grid) through a SigLIP-style
+  tower and a two-layer projector, packed on the tile grid with `image_newline` closing each row
+  (inside the vision encoder: transformers.js runs this family with LLaVA's class), LLaMA decoder.
 - Gemma 3: SigLIP-style vision tower, average-pooled to `mm_tokens_per_image` tokens, Gemma RMS
   norm (1 + w) and a projection; decoder with embeddings scaled by sqrt(hidden), q/k norms,
   sandwich norms around attention and MLP, GELU-tanh gated MLP, sliding-window and global layers
@@ -318,6 +321,64 @@ class TinyGemma3(nn.Module):
 
     def decode(self, inputs_embeds, attention_mask, position_ids, past, token_type_ids=None):
         h, presents = self.model(inputs_embeds, attention_mask, position_ids, past=past, token_type_ids=token_type_ids)
+        return self.lm_head(h), presents
+
+
+# ----------------------------------------------------------------------------- LLaVA-OneVision
+class OneVisionVision(nn.Module):
+    """pixel_values [B, 3, 2f, 2f] -> image features [B * tokens, hidden], OneVision's
+    any-resolution layout for a 2x2 tile grid: the base view (the image average-pooled to one
+    f x f frame) first, then the four tiles' features placed on their spatial grid
+    (2 x side rows of 2 x side tokens), each row closed by the learned `image_newline`."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        v, d = cfg["vision"], cfg["text"]["hidden_size"]
+        self.frame, self.side = v["image_size"], v["image_size"] // v["patch_size"]
+        self.tower = SiglipVision(v["hidden_size"], v["heads"], v["intermediate_size"], v["layers"],
+                                  v["image_size"], v["patch_size"])
+        self.linear_1 = nn.Linear(v["hidden_size"], d)
+        self.linear_2 = nn.Linear(d, d)
+        self.image_newline = nn.Parameter(torch.zeros(d))
+
+    def forward(self, pixel_values):
+        f, s = self.frame, self.side
+        B = pixel_values.shape[0]
+        base = F.avg_pool2d(pixel_values, 2)  # [B, 3, f, f]
+        tiles = pixel_values.reshape(B, 3, 2, f, 2, f).permute(0, 2, 4, 1, 3, 5).reshape(B * 4, 3, f, f)
+        views = torch.cat([base, tiles], 0)  # base views first, then tiles row by row per image
+        x = self.linear_2(F.gelu(self.linear_1(self.tower(views))))  # [5B, s*s, d]
+        d = x.shape[-1]
+        base_f = x[:B]  # [B, s*s, d]
+        grid = x[B:].reshape(B, 2, 2, s, s, d).permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * s, 2 * s, d)
+        nl = self.image_newline.reshape(1, 1, 1, d).expand(B, 2 * s, 1, d)
+        tiled = torch.cat([grid, nl], 2).reshape(B, 2 * s * (2 * s + 1), d)
+        return torch.cat([base_f, tiled], 1).reshape(-1, d)
+
+
+class TinyOneVision(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = OneVisionVision(cfg)
+        t = dict(cfg["text"])
+        self.model = C.LlamaModel(t)
+        self.lm_head = nn.Linear(t["hidden_size"], t["vocab_size"], bias=False)
+
+    def embed(self, input_ids, pixel_values):
+        emb = self.model.embed_tokens(input_ids).clone()
+        m = input_ids == self.cfg["image_token_id"]
+        emb[m] = self.vision(pixel_values).to(emb.dtype)
+        return emb
+
+    def forward(self, input_ids, pixel_values, skip=()):
+        emb = self.embed(input_ids, pixel_values)
+        B, S = input_ids.shape
+        h, _ = self.model(emb, torch.ones(B, S, dtype=torch.long), torch.arange(S)[None].expand(B, S), skip=skip)
+        return self.lm_head(h)
+
+    def decode(self, inputs_embeds, attention_mask, position_ids, past):
+        h, presents = self.model(inputs_embeds, attention_mask, position_ids, past=past)
         return self.lm_head(h), presents
 
 

@@ -55,14 +55,14 @@ def accuracy(model, fam, vocab, items):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", required=True, choices=["smolvlm", "gemma3"])
+    ap.add_argument("--family", required=True, choices=["smolvlm", "gemma3", "llava_onevision"])
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--runs", default=os.path.join(B.HERE, "runs"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    fam = {"smolvlm": B.SMOLVLM, "gemma3": B.GEMMA3}[args.family]
+    fam = {"smolvlm": B.SMOLVLM, "gemma3": B.GEMMA3, "llava_onevision": B.ONEVISION}[args.family]
     model, vocab, fam = B.make_model(fam)
     model.train()
     base = os.path.join(B.ROOT, "data", "tiny-vqa")
