@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { Commands } from './host/commands';
 import { EngineClient } from './host/engineClient';
 import { LayersView } from './host/layersView';
+import { LinkedSelection } from './host/linkedSelection';
 import { log } from './host/log';
 import { Panels } from './host/panels';
 import { ReportEditorProvider } from './host/reportEditor';
@@ -27,7 +28,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   });
   commands = new Commands(ctx, runs, layers, panels);
   const show = commands.showReportInLayers.bind(commands);
-  ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
+  // Issue 15: one selected layer and one set of ticks across the panels and the Layers view.
+  const linked = new LinkedSelection(layers, show);
+  ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, linked, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
   const last = layers.lastReport();
   if (last) commands.showReportInLayers(last);
   out.info(`Short-LVLM activated (${ctx.extension.id} ${ctx.extension.packageJSON.version})`);

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { displayRank } from '../protocol/layerLabels';
 import type { LayerReport, Report } from '../protocol/report';
 
 export interface LayersModel {
@@ -31,6 +32,12 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
   readonly view: vscode.TreeView<Node>;
+  // Linked selection (src/host/linkedSelection.ts): the row the user selected, and ticks the user changed.
+  private readonly selectEmitter = new vscode.EventEmitter<number>();
+  readonly onDidSelectLayer = this.selectEmitter.event;
+  private readonly ticksEmitter = new vscode.EventEmitter<number[]>();
+  readonly onDidChangeTicks = this.ticksEmitter.event;
+  private pendingReveal: number | undefined;
 
   constructor(private readonly state?: vscode.Memento) {
     this.view = vscode.window.createTreeView('shortLvlm.layers', { treeDataProvider: this, showCollapseAll: false, manageCheckboxStateManually: true });
@@ -40,6 +47,15 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
         else this.selected.delete(node.index);
       }
       this.updateMessage();
+      this.ticksEmitter.fire(this.selection());
+    });
+    this.view.onDidChangeSelection((e) => {
+      const n = e.selection[0];
+      if (n) this.selectEmitter.fire(n.index);
+    });
+    // A layer selected in a panel while the view was hidden is revealed when it shows.
+    this.view.onDidChangeVisibility((e) => {
+      if (e.visible && this.pendingReveal !== undefined) this.revealLayer(this.pendingReveal);
     });
     this.updateMessage();
   }
@@ -75,6 +91,23 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
     this.updateMessage();
   }
 
+  /** Selects a layer's row (from a panel), without taking the focus or opening a hidden view. */
+  revealLayer(index: number): void {
+    if (!this.model || index < 0 || index >= this.model.numLayers) return;
+    if (!this.view.visible) {
+      this.pendingReveal = index;
+      return;
+    }
+    this.pendingReveal = undefined;
+    if (this.view.selection[0]?.index === index) return;
+    const layer = this.model.report?.layers.find((l) => l.index === index);
+    void this.view.reveal({ index, layer }, { select: true, focus: false });
+  }
+
+  getParent(): Node | undefined {
+    return undefined;
+  }
+
   getChildren(node?: Node): Node[] {
     if (node || !this.model) return [];
     const byIndex = new Map((this.model.report?.layers ?? []).map((l) => [l.index, l]));
@@ -88,7 +121,7 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
     const l = node.layer;
     if (l) {
       const parts = [`TIS cos ${l.cosTis.toFixed(3)}`, `all ${l.cosAll.toFixed(3)}`];
-      if (l.rank !== null) parts.push(`rank ${l.rank + 1}`);
+      if (l.rank !== null) parts.push(`rank ${displayRank(l.rank)}`);
       parts.push(l.status);
       item.description = parts.join(' · ');
       const [icon, color] = STATUS_ICON[l.status];
@@ -104,7 +137,7 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
           `| text tokens | ${l.cosText?.toFixed(4) ?? '—'} |`,
           `| visual tokens | ${l.cosVisual?.toFixed(4) ?? '—'} |`,
           '',
-          l.candidate ? `Candidate, rank ${l.rank !== null ? l.rank + 1 : '—'} (1 = most redundant).` : 'Outside the candidate range.',
+          l.candidate ? `Candidate, rank ${displayRank(l.rank) ?? '—'} (1 = most redundant).` : 'Outside the candidate range.',
           `Visual share of kept tokens: ${(l.keptVisualShare * 100).toFixed(0)} %.`,
         ].join('\n'),
       );
@@ -130,6 +163,8 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
   dispose(): void {
     this.emitter.dispose();
+    this.selectEmitter.dispose();
+    this.ticksEmitter.dispose();
     this.view.dispose();
   }
 }
