@@ -119,7 +119,7 @@ function exportBar(name: string, csv: () => string, png: () => string, what: str
 export function attachChartExport(chart: Chart): void {
   const canvas = chart.canvas;
   const box = canvas.closest('.chart-box');
-  if (!box || !box.parentElement || box.previousElementSibling?.classList.contains('export-bar')) return;
+  if (!box || box.previousElementSibling?.classList.contains('export-bar')) return;
   box.before(exportBar(canvas.id, () => chartCsv(chart), () => chartPng(chart), 'chart'));
 }
 
