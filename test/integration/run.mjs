@@ -381,6 +381,46 @@ async function main() {
     }
   });
 
+  // ---------------------------------------------------------------- issue 15: linked selection (w15a)
+  // A click on a layer in the Layer Redundancy panel selects its row in the Layers view, and a
+  // click on a row of the Layers view highlights that layer in the panel (the host relays
+  // selectLayer both ways).
+  await step('linked selection: a click in the redundancy chart selects the layer in the Layers view, and the reverse', async () => {
+    await palette('Short-LVLM: Show Report Panel...');
+    await quickInput(/panel for/);
+    await page.keyboard.type('Layer Redundancy');
+    await page.keyboard.press('Enter');
+    const frame = await waitFor(
+      'the redundancy chart in a webview',
+      async () => {
+        for (const { frame: f } of await webviewTexts()) if (await f.locator('#chart-redundancy').count()) return f;
+      },
+      30000,
+      500,
+    );
+    await palette('View: Show Short-LVLM');
+    const layers = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Layers' }) });
+    await waitFor('layer rows', async () => (await layers.locator('.monaco-list-row').count()) > 3, 20000);
+    const selectedRow = async () => (await layers.locator('.monaco-list-row.selected').allInnerTexts()).join(' | ');
+    // Panel -> Layers view: click layer 3's column in the chart.
+    const at = await frame.evaluate(() => {
+      const ch = window.Chart.getChart(document.getElementById('chart-redundancy'));
+      return { x: ch.scales.x.getPixelForValue(3), y: (ch.chartArea.top + ch.chartArea.bottom) / 2 };
+    });
+    await frame.locator('#chart-redundancy').click({ position: at });
+    await waitFor('the Layers view to select Layer 3', async () => /^\s*Layer 3(?!\d)/.test(await selectedRow()), 20000, 300);
+    // Layers view -> panel: click the Layer 5 row's label.
+    await layers.locator('.monaco-list-row', { hasText: /^\s*Layer 5(?!\d)/ }).first().locator('.label-name, .monaco-highlighted-label').first().click();
+    await waitFor(
+      'the panel to highlight layer 5',
+      async () => (await frame.evaluate(() => document.body.dataset.selectedLayer)) === '5' && (await frame.locator('#layer-table tr.selected[data-layer="5"]').count()) === 1,
+      20000,
+      300,
+    );
+    say(`  Layers view selection: ${await selectedRow()}`);
+  });
+  // ---------------------------------------------------------------- end of issue 15: linked selection
+
   await step('panels come back after a window reload (serializer)', async () => {
     await page.reload();
     await page.locator('.explorer-folders-view, .part.sidebar').first().waitFor({ timeout: 60000 * SCALE });
