@@ -385,7 +385,7 @@ async function main() {
   // A click on a layer in the Layer Redundancy panel selects its row in the Layers view, and a
   // click on a row of the Layers view highlights that layer in the panel (the host relays
   // selectLayer both ways).
-  await step('linked selection: a click in the redundancy chart selects the layer in the Layers view, and the reverse', async () => {
+  await step('linked selection: a click in the redundancy chart selects the layer in the Layers view, and the reverse; ticks follow both ways', async () => {
     await palette('Short-LVLM: Show Report Panel...');
     await quickInput(/panel for/);
     await page.keyboard.type('Layer Redundancy');
@@ -418,6 +418,16 @@ async function main() {
       300,
     );
     say(`  Layers view selection: ${await selectedRow()}`);
+    // Ticks: layer 3 ticked in the panel's table is ticked in the Layers view; unticked there, it is unticked in the panel.
+    const count = async () => Number(/(\d+) selected to remove/.exec(await layers.innerText())?.[1] ?? NaN);
+    const n0 = await count();
+    const panelBox = frame.locator('#layer-table vscode-checkbox[data-layer="3"]');
+    assert((await panelBox.getAttribute('checked')) === null, 'layer 3 starts unticked');
+    await panelBox.click();
+    await waitFor('the Layers view to count the tick made in the panel', async () => (await count()) === n0 + 1, 20000, 300);
+    const row3 = layers.locator('.monaco-list-row', { hasText: /^\s*Layer 3(?!\d)/ }).first();
+    await row3.locator('.monaco-checkbox, .custom-checkbox, input[type=checkbox]').first().click();
+    await waitFor('the panel to untick layer 3', async () => (await panelBox.getAttribute('checked')) === null && (await count()) === n0, 20000, 300);
   });
   // ---------------------------------------------------------------- end of issue 15: linked selection
 

@@ -17,13 +17,14 @@ import { launchChromium, openPanel, REPO, startServer } from './harness';
  * the chart, its row highlighted in the table (sorted by the TIS-kept cosine), the export buttons.
  */
 async function linkedShot(browser: Browser, origin: string, fx: Fixtures, theme: 'light' | 'dark', outDir: string): Promise<string> {
-  const p = await openPanel(browser, origin, 'redundancy', theme, { width: 1100, height: 1000 });
+  const p = await openPanel(browser, origin, 'redundancy', theme, { width: 1100, height: 1120 });
   await p.send({ type: 'show', panel: 'redundancy', report: fx.report });
   const layer = fx.report.removed[1] ?? fx.report.removed[0];
   await p.page.evaluate((l) => (window as any).__harness.send({ type: 'selectLayer', layer: l }), layer);
   await p.page.waitForFunction((l) => document.body.dataset.selectedLayer === String(l), layer);
   await p.page.locator('#layer-table thead th', { hasText: 'cos TIS-kept' }).click();
   await p.page.locator('#layer-table thead th', { hasText: 'cos TIS-kept' }).click();
+  await p.page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
   await p.page.waitForTimeout(150);
   const problems = await p.problems();
   if (problems.length) throw new Error(`linked/${theme}: ${problems.join('; ')}`);
