@@ -150,7 +150,8 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
       options: {
         scales: { x: { title: axisTitle('PC 1') }, y: { title: axisTitle('PC 2') } },
         plugins: {
-          legend: { position: 'bottom', labels: { usePointStyle: true } },
+          // Listed as the datasets are (pruned, before, after), not in drawing order.
+          legend: { position: 'bottom', labels: { usePointStyle: true, sort: (a, b) => (a.datasetIndex ?? 0) - (b.datasetIndex ?? 0) } },
           title: { display: true, text: 'Per-sample features (PCA)' },
           connectors: { pairs: [[1, 2]], color: alpha(t.fg, 0.35) },
           tooltip: { callbacks: { label: (item: TooltipItem<'scatter'>) => ` ${item.dataset.label} · sample ${item.dataIndex}: (${sig(item.parsed.x)}, ${sig(item.parsed.y)})` } },
