@@ -77,7 +77,10 @@ async function exportFromWebview(m: ExportRequest, reportPath: string): Promise<
   const name = path.basename(m.name).replace(/[^\w.-]+/g, '-');
   const target = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(path.dirname(reportPath), name)), filters: { 'PNG image': ['png'] }, title: 'Short-LVLM: save chart as PNG' });
   if (!target) return;
-  await vscode.workspace.fs.writeFile(target, Buffer.from(b64, 'base64'));
+  // Written beside the target, then renamed: an interrupted save leaves no half image.
+  const tmp = `${target.fsPath}.${process.pid}.partial`;
+  fs.writeFileSync(tmp, Buffer.from(b64, 'base64'));
+  fs.renameSync(tmp, target.fsPath);
   vscode.window.setStatusBarMessage(`Short-LVLM: saved ${target.fsPath}`, 4000);
 }
 
