@@ -11,6 +11,7 @@
 //
 // Run: npm run test:integration  (installs the tools once via setup.sh, then runs this file)
 // Env: KEEP_TMP=1 keeps the temp folder (logs, screenshots), HEADED=1 shows the browser,
+// IT_SCREENSHOT_DIR=<dir> saves the linked-selection workbench screenshot there,
 // SHORT_LVLM_VSIX=<file> installs that .vsix instead of packaging one.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -418,6 +419,8 @@ async function main() {
       300,
     );
     say(`  Layers view selection: ${await selectedRow()}`);
+    // IT_SCREENSHOT_DIR=docs/screenshots: the README's picture of linked selection in the workbench.
+    if (process.env.IT_SCREENSHOT_DIR) await page.screenshot({ path: path.join(path.resolve(repo, process.env.IT_SCREENSHOT_DIR), 'linked-workbench-dark.png') });
     // Ticks: layer 3 ticked in the panel's table is ticked in the Layers view; unticked there, it is unticked in the panel.
     const count = async () => Number(/(\d+) selected to remove/.exec(await layers.innerText())?.[1] ?? NaN);
     const n0 = await count();
