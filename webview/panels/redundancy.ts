@@ -189,7 +189,7 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
         h('td', { class: 'num' }, fixed(l.cosAll)),
         h('td', { class: 'num' }, fixed(l.cosText)),
         h('td', { class: 'num' }, fixed(l.cosVisual)),
-        h('td', { class: 'num' }, sig(1 - l.cosTis)),
+        h('td', { class: 'num detail' }, sig(1 - l.cosTis)),
         h('td', { class: 'num' }, pct(l.keptVisualShare, 0)),
         h('td', {}, pair),
       );
@@ -204,6 +204,7 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
     'Layers',
     `${RANK_NOTE} Tick layers to try another selection (the Layers view shows the same ticks); click a row to select its layer in every panel.`,
     h('div', { class: 'controls' }, summary, apply, reset),
-    ctx.table(h('table', { id: 'layer-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+    // "1 − cos TIS" repeats "cos TIS-kept" on another scale: the first column to go in a narrow window.
+    ctx.table(h('table', { id: 'layer-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col', class: c === '1 − cos TIS' ? 'detail' : undefined }, c)))), tbody)),
   );
 }
