@@ -139,7 +139,8 @@ export function onLayerClick(select: (layer: number) => void, toLayer: (index: n
   return (_e: ChartEvent, _els: unknown, chart: Chart) => {
     const e = _e as ChartEvent & { x: number | null; y: number | null };
     const area = chart.chartArea;
-    if (e.x === null || e.y === null || e.x < area.left || e.x > area.right || e.y < area.top || e.y > area.bottom) return;
+    // Only the height is checked: on a line chart the first and last layers sit on the plot's edges.
+    if (e.x === null || e.y === null || e.y < area.top || e.y > area.bottom) return;
     const i = Math.round(chart.scales.x.getValueForPixel(e.x) ?? -1);
     const layer = i >= 0 && i < (chart.data.labels?.length ?? 0) ? toLayer(i) : undefined;
     if (layer !== undefined) select(layer);

@@ -69,6 +69,16 @@ function decadesReport(r: Report): Report {
   return { ...r, layers: r.layers.map((l, i) => ({ ...l, cosTis: 1 - gap(i), cosAll: 1 - gap(L - 1 - i), cosText: 1 - gap(i) / 3, cosVisual: 1 - gap(i) * 2 })) };
 }
 
+/** The report with a quality-budget curve as a greedy run records it (issue 10), so that chart is drawn too. */
+function withCurve(r: Report): Report {
+  const curve = [
+    { removed: [10], added: 10, selectionKl: 0.01, kl: 0.02, agreement: 1 },
+    { removed: [9, 10], added: 9, selectionKl: 0.03, kl: 0.05, agreement: 0.95 },
+    { removed: [9, 10, 15], added: 15, selectionKl: 0.08, kl: 0.2, agreement: 0.8 },
+  ];
+  return { ...r, selection: { method: 'greedy', objective: 'mean-kl', candidates: [8, 9, 10, 11, 12, 13, 14, 15], curve, budget: { minAgreement: 0.9, maxKl: 0.1, layers: 2 } } };
+}
+
 const bytesText = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
 export function linkedSelectionTests(get: () => Ctx): void {
@@ -78,7 +88,7 @@ export function linkedSelectionTests(get: () => Ctx): void {
       const bg = THEME_VARS[theme]['--vscode-editor-background'];
       const seen = new Set<string>();
       for (const panel of PANELS) {
-        const p = await show(c, panel, theme);
+        const p = await show(c, panel, theme, withCurve(c.fx.report));
         const series = await seriesOf(p);
         assert.ok(series.length > 0, `${panel}: no chart series`);
         for (const s of series) {
@@ -88,7 +98,7 @@ export function linkedSelectionTests(get: () => Ctx): void {
         }
         await c.assertClean(p);
       }
-      for (const id of ['chart-redundancy', 'chart-tis-hist', 'chart-gap-cos', 'chart-gap-rel', 'chart-gap-scatter', 'chart-gap-sv', 'chart-bench-acc', 'chart-sweep']) assert.ok(seen.has(id), `${id} checked`);
+      for (const id of ['chart-redundancy', 'chart-skip-cost', 'chart-quality-curve', 'chart-tis-hist', 'chart-gap-cos', 'chart-gap-rel', 'chart-gap-scatter', 'chart-gap-sv', 'chart-bench-acc', 'chart-sweep']) assert.ok(seen.has(id), `${id} checked`);
     });
   }
 
@@ -272,6 +282,28 @@ export function linkedSelectionTests(get: () => Ctx): void {
     await p.page.waitForFunction((l) => document.body.dataset.selectedLayer === String(l), other);
     assert.deepEqual(await state(), { body: String(other), rows: [other], band: other });
     assert.equal((await p.messages()).length, n0, 'a relayed selection is not sent back');
+    // The skip-cost chart (issue 10) selects by column too; the quality curve's step selects the layer it adds.
+    const clickChart = async (id: string, index: number) => {
+      const pt = await p.page.evaluate(
+        ([cid, i]) => {
+          const ch = (window as any).Chart.getChart(document.getElementById(cid as string));
+          ch.canvas.scrollIntoView({ block: 'center' });
+          const rect = ch.canvas.getBoundingClientRect();
+          return { x: rect.left + ch.scales.x.getPixelForValue(i), y: rect.top + (ch.chartArea.top + ch.chartArea.bottom) / 2 };
+        },
+        [id, index] as const,
+      );
+      const n = Number(await p.page.evaluate(() => document.body.dataset.renders));
+      await p.page.mouse.click(pt.x, pt.y);
+      await p.page.waitForFunction((k) => Number(document.body.dataset.renders) > k, n);
+    };
+    await clickChart('chart-skip-cost', 3);
+    assert.equal(await p.page.evaluate(() => document.body.dataset.selectedLayer), '3');
+    await p.send({ type: 'show', panel: 'redundancy', report: withCurve(r) });
+    const curve = withCurve(r).selection!.curve;
+    await clickChart('chart-quality-curve', 2);
+    assert.deepEqual((await p.messages()).filter((m) => m.type === 'selectLayer').pop(), { type: 'selectLayer', layer: curve[2].added });
+    assert.equal(await p.page.evaluate(() => (window as any).Chart.getChart(document.getElementById('chart-quality-curve')).options.plugins.layerBands.selected), 2, 'the step that adds the selected layer is outlined');
     // A row click selects too.
     await p.page.click(`#layer-table tbody tr[data-layer="${target}"] td:nth-child(3)`);
     await p.page.waitForFunction((l) => document.body.dataset.selectedLayer === String(l), target);
@@ -345,7 +377,7 @@ export function linkedSelectionTests(get: () => Ctx): void {
     const c = get();
     const r = c.fx.report;
     for (const panel of PANELS) {
-      const p = await show(c, panel, 'light-modern');
+      const p = await show(c, panel, 'light-modern', withCurve(r));
       const counts = await p.page.evaluate(() => ({
         charts: document.querySelectorAll('.chart-box canvas').length,
         chartBars: Array.from(document.querySelectorAll('.chart-box')).filter((b) => b.previousElementSibling?.classList.contains('export-bar')).length,
