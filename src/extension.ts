@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { Commands } from './host/commands';
 import { EngineClient } from './host/engineClient';
 import { LayersView } from './host/layersView';
+import { LinkedSelection } from './host/linkedSelection';
 import { log } from './host/log';
 import { Panels } from './host/panels';
 import { ReportEditorProvider } from './host/reportEditor';
@@ -29,7 +30,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   });
   commands = new Commands(ctx, runs, layers, panels);
   const show = commands.showReportInLayers.bind(commands);
-  ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
+  // Issue 15: one selected layer and one set of ticks across the panels and the Layers view.
+  const linked = new LinkedSelection(layers, show);
+  ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, linked, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
   // Issue 15: the running job in the status bar, and the Getting Started walkthrough's commands.
   ctx.subscriptions.push(new JobStatusBar(runs), new Walkthrough(ctx, runs, (m) => layers.show(m)));
   const last = layers.lastReport();

@@ -1,7 +1,8 @@
 // Chart.js instances of the current render (destroyed before each re-render) and the small
 // plugins the panels share.
 
-import { Chart, ChartConfiguration, ChartType, LegendItem, Plugin } from 'chart.js/auto';
+import { Chart, ChartConfiguration, ChartEvent, ChartType, LegendItem, Plugin } from 'chart.js/auto';
+import { attachChartExport, exportBackground } from './exporting';
 import { alpha, Theme } from './theme';
 
 const live: Chart[] = [];
@@ -9,6 +10,7 @@ const live: Chart[] = [];
 export function makeChart<T extends ChartType>(canvas: HTMLCanvasElement, config: ChartConfiguration<T>): Chart<T> {
   const c = new Chart(canvas, config);
   live.push(c as unknown as Chart);
+  attachChartExport(c as unknown as Chart);
   return c;
 }
 
@@ -35,7 +37,9 @@ export interface LayerBandsOptions {
   candidates?: [number, number] | null;
   pruned: number[];
   partners: number[];
-  colors: { candidate: string; pruned: string; partner: string; label: string };
+  /** The layer selected across panels and the Layers view (outlined). */
+  selected?: number | null;
+  colors: { candidate: string; pruned: string; partner: string; label: string; selected?: string };
 }
 
 /** Shaded columns behind a category x axis: candidate range, pruned and partner layers. */
@@ -66,6 +70,13 @@ export const layerBands: Plugin = {
     ] as const) {
       ctx.fillStyle = color;
       for (const i of list) ctx.fillRect(left(i) + step * 0.08, area.top, step * 0.84, area.bottom - area.top);
+    }
+    if (opts.selected !== undefined && opts.selected !== null && opts.selected >= 0 && opts.selected < n) {
+      ctx.strokeStyle = opts.colors.selected ?? opts.colors.label;
+      ctx.lineWidth = 2;
+      ctx.setLineDash([5, 3]);
+      ctx.strokeRect(left(opts.selected) + 1, area.top + 1, step - 2, area.bottom - area.top - 2);
+      ctx.setLineDash([]);
     }
     if (opts.candidates) {
       ctx.fillStyle = opts.colors.label;
@@ -118,7 +129,23 @@ export const connectors: Plugin = {
   },
 };
 
-Chart.register(layerBands, connectors);
+Chart.register(layerBands, connectors, exportBackground);
+
+/**
+ * Click handler for a chart whose x axis is one category per decoder layer (or whose
+ * categories map to layers through `toLayer`): the clicked column selects that layer.
+ */
+export function onLayerClick(select: (layer: number) => void, toLayer: (index: number) => number | undefined = (i) => i) {
+  return (_e: ChartEvent, _els: unknown, chart: Chart) => {
+    const e = _e as ChartEvent & { x: number | null; y: number | null };
+    const area = chart.chartArea;
+    // Only the height is checked: on a line chart the first and last layers sit on the plot's edges.
+    if (e.x === null || e.y === null || e.y < area.top || e.y > area.bottom) return;
+    const i = Math.round(chart.scales.x.getValueForPixel(e.x) ?? -1);
+    const layer = i >= 0 && i < (chart.data.labels?.length ?? 0) ? toLayer(i) : undefined;
+    if (layer !== undefined) select(layer);
+  };
+}
 
 declare module 'chart.js' {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars
@@ -135,7 +162,23 @@ export function bandColors(t: Theme): LayerBandsOptions['colors'] {
     pruned: alpha(t.red, t.kind === 'light' ? 0.1 : 0.16),
     partner: alpha(t.green, t.kind === 'light' ? 0.09 : 0.12),
     label: t.muted,
+    selected: t.fg,
   };
+}
+
+/** Every layer labelled on a layer axis (Chart.js would skip some), so ticks match the Layers view's rows. */
+export const layerTicks = { autoSkip: false, maxRotation: 0 };
+
+/**
+ * Log-axis bounds with room around the data: whole decades below the lowest value and above
+ * the highest, so the lowest point and its marker are never drawn on (and cut by) the edge.
+ */
+export function logBounds(values: (number | null | undefined)[]): { min?: number; max?: number } {
+  const v = values.filter((x): x is number => typeof x === 'number' && Number.isFinite(x) && x > 0);
+  if (!v.length) return {};
+  const lo = Math.log10(Math.min(...v));
+  const hi = Math.log10(Math.max(...v));
+  return { min: 10 ** Math.floor(lo - 0.15), max: 10 ** Math.ceil(hi + 0.05) };
 }
 
 export function axisTitle(text: string) {

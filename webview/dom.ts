@@ -39,7 +39,8 @@ export function section(title: string, note?: string, ...children: Child[]): HTM
 /** A canvas inside a sized box (Chart.js needs a positioned parent to be responsive). */
 export function chartBox(id: string, height = 320, label?: string): { box: HTMLElement; canvas: HTMLCanvasElement } {
   const canvas = h('canvas', { id, role: 'img', 'aria-label': label ?? id });
-  const box = h('div', { class: 'chart-box' }, canvas);
-  box.style.height = `${height}px`;
-  return { box, canvas };
+  const inner = h('div', { class: 'chart-box' }, canvas);
+  inner.style.height = `${height}px`;
+  // The block also holds the chart's export buttons (added by makeChart, above the box).
+  return { box: h('div', { class: 'chart-block' }, inner), canvas };
 }

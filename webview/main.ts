@@ -12,6 +12,7 @@ import { renderBenchmark } from './panels/benchmark';
 import { renderGap } from './panels/gap';
 import { renderRedundancy } from './panels/redundancy';
 import { renderTokens } from './panels/tokens';
+import { dataTable } from './exporting';
 import { applyChartDefaults, readTheme } from './theme';
 import { registerToolkit } from './toolkit';
 import { loadState, PersistedState, post, saveState, UiState } from './vscodeApi';
@@ -76,6 +77,26 @@ function render(): void {
     openPanel: (panel) => post({ type: 'openPanel', panel }),
     selectLayers: (layers) => post({ type: 'selectLayers', layers }),
     runBenchmark: () => post({ type: 'runBenchmark' }),
+    selectLayer(layer) {
+      if (state.ui.layer === layer) return;
+      state.ui = { ...state.ui, layer };
+      persist();
+      post({ type: 'selectLayer', layer });
+      render();
+    },
+    tickLayers(layers) {
+      state.ui = { ...state.ui, selection: layers };
+      persist();
+      post({ type: 'tickLayers', layers });
+    },
+    table: (table) =>
+      dataTable(table, state.ui.sorts?.[table.id], (s) => {
+        const sorts = { ...state.ui.sorts };
+        if (s) sorts[table.id] = s;
+        else delete sorts[table.id];
+        state.ui = { ...state.ui, sorts };
+        persist();
+      }),
     image(sample) {
       const uri = images.get(sample);
       if (!uri && !requested.has(sample)) {
@@ -95,6 +116,8 @@ function render(): void {
   }
   renders++;
   document.body.dataset.renders = String(renders);
+  if (state.ui.layer !== undefined) document.body.dataset.selectedLayer = String(state.ui.layer);
+  else delete document.body.dataset.selectedLayer;
   window.scrollTo(0, scroll);
 }
 
@@ -111,6 +134,18 @@ window.addEventListener('message', (ev: MessageEvent<HostToWebview>) => {
     state = next;
     persist();
     render();
+  } else if (m.type === 'selectLayer') {
+    // From another panel or the Layers view, relayed by the host.
+    if (state.ui.layer === m.layer) return;
+    state.ui = { ...state.ui, layer: m.layer };
+    persist();
+    if (state.report) render();
+  } else if (m.type === 'tickLayers') {
+    const same = (state.ui.selection ?? []).join() === m.layers.join();
+    if (same) return;
+    state.ui = { ...state.ui, selection: m.layers };
+    persist();
+    if (state.report && state.panel === 'redundancy') render();
   } else if (m.type === 'image') {
     images.set(m.sample, m.dataUri);
     for (const cb of imageListeners) cb(m.sample, m.dataUri);

@@ -21,6 +21,8 @@ export interface Theme {
   orange: string;
   purple: string;
   yellow: string;
+  /** Grey for reference series (random seeds, unused directions), readable like the colours. */
+  neutral: string;
 }
 
 const FALLBACK = {
@@ -64,6 +66,52 @@ export function mix(a: string, b: string, t: number): string {
   return `rgb(${m(0)}, ${m(1)}, ${m(2)})`;
 }
 
+/** WCAG relative luminance of an opaque colour. */
+function luminance([r, g, b]: number[]): number {
+  const lin = (v: number) => {
+    const c = v / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+/** The colour as seen over an opaque background (alpha composited). */
+function over(c: string, bg: string): number[] {
+  const [r, g, b, a] = parseColor(c);
+  const [R, G, B] = parseColor(bg);
+  return [r * a + R * (1 - a), g * a + G * (1 - a), b * a + B * (1 - a)];
+}
+
+/** WCAG contrast ratio of a (possibly translucent) colour against an opaque background. */
+export function contrast(c: string, bg: string): number {
+  const x = luminance(over(c, bg));
+  const y = luminance(over(bg, '#808080'));
+  return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+}
+
+/** Minimum contrast of every chart series against the editor background (WCAG's for graphics). */
+export const SERIES_CONTRAST = 3;
+/** Bars and areas are filled at this opacity; their series colour must stay readable there too. */
+export const FILL_ALPHA = 0.8;
+
+/**
+ * The theme's colour made usable as a chart series: opaque (a theme may give a translucent
+ * highlight colour, e.g. Dark Modern's charts.orange falls back to a 33 % find-match tint), then
+ * moved towards black on light backgrounds or white on dark ones until even its fill reaches
+ * SERIES_CONTRAST against the background.
+ */
+export function readable(c: string, bg: string): string {
+  const [r, g, b, a] = parseColor(c);
+  if (a === 1 && contrast(alpha(c, FILL_ALPHA), bg) >= SERIES_CONTRAST + 0.05) return c;
+  const towards = luminance(over(bg, '#808080')) > 0.4 ? 0 : 255;
+  for (let t = 0; t <= 1.0001; t += 0.04) {
+    const m = (v: number) => Math.round(v + (towards - v) * t);
+    const col = `rgb(${m(r)}, ${m(g)}, ${m(b)})`;
+    if (contrast(alpha(col, FILL_ALPHA), bg) >= SERIES_CONTRAST + 0.05) return col;
+  }
+  return towards ? '#ffffff' : '#000000';
+}
+
 export function readTheme(): Theme {
   const kind = themeKind();
   const fb = kind === 'light' ? FALLBACK.light : FALLBACK.dark;
@@ -72,6 +120,7 @@ export function readTheme(): Theme {
   const fg = v('--vscode-foreground', fb.fg);
   const bg = v('--vscode-editor-background', fb.bg);
   const muted = v('--vscode-descriptionForeground', mix(fg, bg, 0.3));
+  const series = (name: string, fallback: string) => readable(v(`--vscode-charts-${name}`, fallback), bg);
   return {
     kind,
     fg,
@@ -82,12 +131,13 @@ export function readTheme(): Theme {
     fontFamily: v('--vscode-font-family', 'system-ui, sans-serif'),
     monoFamily: v('--vscode-editor-font-family', 'monospace'),
     fontSize: parseFloat(v('--vscode-font-size', '13px')) || 13,
-    blue: v('--vscode-charts-blue', fb.blue),
-    red: v('--vscode-charts-red', fb.red),
-    green: v('--vscode-charts-green', fb.green),
-    orange: v('--vscode-charts-orange', fb.orange),
-    purple: v('--vscode-charts-purple', fb.purple),
-    yellow: v('--vscode-charts-yellow', fb.yellow),
+    blue: series('blue', fb.blue),
+    red: series('red', fb.red),
+    green: series('green', fb.green),
+    orange: series('orange', fb.orange),
+    purple: series('purple', fb.purple),
+    yellow: series('yellow', fb.yellow),
+    neutral: readable(mix(fg, bg, 0.35), bg),
   };
 }
 

@@ -12,6 +12,8 @@ export interface UiState {
   histMode?: 'share' | 'count';
   overlay?: number;
   selection?: number[];
+  /** Sorted column per table id. */
+  sorts?: Record<string, { col: number; desc: boolean }>;
 }
 
 export interface PersistedState {

@@ -2,16 +2,21 @@
 // the cosine proxy, the rank, the outcome, and the measured skip cost with a flag on layers
 // whose removal alone changes the answers.
 
+import { displayRank } from '../protocol/layerLabels';
 import { isCostly } from '../protocol/report';
 import type { LayerReport } from '../protocol/report';
 
+/**
+ * Most telling first (a narrow side bar cuts the end of the row): the costly flag, the outcome,
+ * the rank (from 1, as in the panels), then the measurements.
+ */
 export function layerDescription(l: LayerReport): string {
   const parts: string[] = [];
   if (isCostly(l)) parts.push('⚠ costly');
+  parts.push(l.status);
+  if (l.rank !== null) parts.push(`rank ${displayRank(l.rank)}`);
   parts.push(`TIS cos ${l.cosTis.toFixed(3)}`, `all ${l.cosAll.toFixed(3)}`);
   if (l.skipCost) parts.push(`skip KL ${l.skipCost.kl.toFixed(3)}`, `agree ${(l.skipCost.agreement * 100).toFixed(0)} %`);
-  if (l.rank !== null) parts.push(`rank ${l.rank + 1}`);
-  parts.push(l.status);
   return parts.join(' · ');
 }
 
@@ -31,7 +36,7 @@ export function layerTooltip(l: LayerReport): string {
     lines.push(`Measured skip cost (this layer alone, held-out samples, first answer token): KL ${l.skipCost.kl.toFixed(4)} nats, top-1 agreement ${(l.skipCost.agreement * 100).toFixed(1)} %.`, '');
   }
   lines.push(
-    l.candidate ? `Candidate, rank ${l.rank !== null ? l.rank + 1 : '—'} (1 = most redundant).` : 'Outside the candidate range.',
+    l.candidate ? `Candidate, rank ${displayRank(l.rank) ?? '—'} (1 = most redundant).` : 'Outside the candidate range.',
     `Visual share of kept tokens: ${(l.keptVisualShare * 100).toFixed(0)} %.`,
   );
   return lines.join('\n');

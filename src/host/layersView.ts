@@ -33,6 +33,12 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
   readonly view: vscode.TreeView<Node>;
+  // Linked selection (src/host/linkedSelection.ts): the row the user selected, and ticks the user changed.
+  private readonly selectEmitter = new vscode.EventEmitter<number>();
+  readonly onDidSelectLayer = this.selectEmitter.event;
+  private readonly ticksEmitter = new vscode.EventEmitter<number[]>();
+  readonly onDidChangeTicks = this.ticksEmitter.event;
+  private pendingReveal: number | undefined;
 
   constructor(private readonly state?: vscode.Memento) {
     this.view = vscode.window.createTreeView('shortLvlm.layers', { treeDataProvider: this, showCollapseAll: false, manageCheckboxStateManually: true });
@@ -42,6 +48,15 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
         else this.selected.delete(node.index);
       }
       this.updateMessage();
+      this.ticksEmitter.fire(this.selection());
+    });
+    this.view.onDidChangeSelection((e) => {
+      const n = e.selection[0];
+      if (n) this.selectEmitter.fire(n.index);
+    });
+    // A layer selected in a panel while the view was hidden is revealed when it shows.
+    this.view.onDidChangeVisibility((e) => {
+      if (e.visible && this.pendingReveal !== undefined) this.revealLayer(this.pendingReveal);
     });
     this.updateMessage();
   }
@@ -75,6 +90,23 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
     this.selected = new Set(layers.filter((i) => this.model && i >= 0 && i < this.model.numLayers));
     this.emitter.fire(undefined);
     this.updateMessage();
+  }
+
+  /** Selects a layer's row (from a panel), without taking the focus or opening a hidden view. */
+  revealLayer(index: number): void {
+    if (!this.model || index < 0 || index >= this.model.numLayers) return;
+    if (!this.view.visible) {
+      this.pendingReveal = index;
+      return;
+    }
+    this.pendingReveal = undefined;
+    if (this.view.selection[0]?.index === index) return;
+    const layer = this.model.report?.layers.find((l) => l.index === index);
+    void this.view.reveal({ index, layer }, { select: true, focus: false });
+  }
+
+  getParent(): Node | undefined {
+    return undefined;
   }
 
   getChildren(node?: Node): Node[] {
@@ -115,6 +147,8 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
   dispose(): void {
     this.emitter.dispose();
+    this.selectEmitter.dispose();
+    this.ticksEmitter.dispose();
     this.view.dispose();
   }
 }

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { describeError } from '../protocol/errorText';
-import { HostToWebview, PANEL_KINDS, PANEL_TITLES, PanelKind, panelViewType as viewType, WebviewToHost } from '../protocol/messages';
+import { ExportRequest, HostToWebview, LinkedSelection, PANEL_KINDS, PANEL_TITLES, PanelKind, panelViewType as viewType, WebviewToHost } from '../protocol/messages';
 import type { Report } from '../protocol/report';
 import { log, showError } from './log';
 import { webviewHtml } from './webviewHtml';
@@ -42,6 +42,48 @@ export interface PanelHost {
   selectLayers(reportPath: string, layers: number[]): void;
 }
 
+// ---------------------------------------------------------------- linked selection and export
+/** What the host relays between webviews and the Layers view (see LinkedSelection). */
+export interface LinkHost {
+  /** A webview selected a layer or changed its ticks; `from` is that webview (not echoed back). */
+  linked(reportPath: string, m: LinkedSelection, from: vscode.Webview): void;
+  /** The selection and ticks the Layers view holds for this report's model, sent after each show. */
+  current(report: Report): LinkedSelection[];
+}
+
+let linkHost: LinkHost | undefined;
+export const setLinkHost = (h: LinkHost | undefined): void => {
+  linkHost = h;
+};
+
+/** Every bound webview (panels and the report editor) with its report. */
+const bound = new Set<{ webview: vscode.Webview; reportPath: string }>();
+
+/** Sends a selection to every bound webview but `except`. */
+export function broadcast(m: LinkedSelection, except?: vscode.Webview): void {
+  for (const b of bound) if (b.webview !== except) void b.webview.postMessage(m);
+}
+
+/** The clipboard and the save dialog for a webview's "Copy as CSV" / "Save PNG". */
+async function exportFromWebview(m: ExportRequest, reportPath: string): Promise<void> {
+  if (m.type === 'copyText') {
+    await vscode.env.clipboard.writeText(m.text);
+    const rows = m.text.split('\n').filter(Boolean).length - 1;
+    vscode.window.setStatusBarMessage(`Short-LVLM: copied the ${m.what} as CSV (${rows} rows)`, 4000);
+    return;
+  }
+  const b64 = /^data:image\/png;base64,(.+)$/.exec(m.dataUri)?.[1];
+  if (!b64) throw new Error('the panel sent no PNG image');
+  const name = path.basename(m.name).replace(/[^\w.-]+/g, '-');
+  const target = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(path.dirname(reportPath), name)), filters: { 'PNG image': ['png'] }, title: 'Short-LVLM: save chart as PNG' });
+  if (!target) return;
+  // Written beside the target, then renamed: an interrupted save leaves no half image.
+  const tmp = `${target.fsPath}.${process.pid}.partial`;
+  fs.writeFileSync(tmp, Buffer.from(b64, 'base64'));
+  fs.renameSync(tmp, target.fsPath);
+  vscode.window.setStatusBarMessage(`Short-LVLM: saved ${target.fsPath}`, 4000);
+}
+
 /**
  * Binds a webview (a panel's or the custom editor's) to a report: HTML, and answers to its
  * messages. Returns a function that re-sends the report (after a benchmark rewrote it).
@@ -66,6 +108,7 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
     try {
       const report = readReport(reportPath);
       post({ type: 'show', panel: kind, report, benchmark: report.benchmark });
+      for (const m of linkHost?.current(report) ?? []) post(m);
     } catch (e) {
       log().error(`cannot read report ${reportPath}: ${(e as Error).message}`);
       void showError(`Short-LVLM: cannot read ${reportPath}: ${describeError(e)}`);
@@ -97,9 +140,20 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
         case 'runBenchmark':
           void vscode.commands.executeCommand('shortLvlm.benchmark', reportPath);
           return;
+        case 'selectLayer':
+        case 'tickLayers':
+          linkHost?.linked(reportPath, m, webview);
+          return;
+        case 'copyText':
+        case 'savePng':
+          exportFromWebview(m, reportPath).catch((e) => void showError(`Short-LVLM: ${describeError(e)}`));
+          return;
       }
     }),
   );
+  const entry = { webview, reportPath };
+  bound.add(entry);
+  disposables.push({ dispose: () => bound.delete(entry) });
   return show;
 }
 

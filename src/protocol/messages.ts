@@ -59,7 +59,8 @@ export const REPORT_VIEW_TYPE = 'shortLvlm.report';
 // the host sends the report once per change of report, not per change of theme.
 export type HostToWebview =
   | { type: 'show'; panel: PanelKind; report: Report; benchmark?: BenchmarkReport }
-  | { type: 'image'; sample: number; dataUri: string };
+  | { type: 'image'; sample: number; dataUri: string }
+  | LinkedSelection;
 
 export type WebviewToHost =
   | { type: 'ready' }
@@ -67,4 +68,16 @@ export type WebviewToHost =
   | { type: 'openPanel'; panel: PanelKind }
   | { type: 'selectLayers'; layers: number[] }
   /** The empty Benchmark panel's button: run "Benchmark Models..." on this report's models. */
-  | { type: 'runBenchmark' };
+  | { type: 'runBenchmark' }
+  | LinkedSelection
+  | ExportRequest;
+
+// ---------------------------------------------------------------- linked selection and export
+// One decoder layer (0-based, the model's own numbering) is "selected" across the open panels
+// and the Layers view: a click in any of them sends selectLayer, the host relays it to the
+// others. tickLayers carries the hand-made choice (the Layers view's checkboxes and the
+// redundancy table's) the same way, so both always show the same ticks.
+export type LinkedSelection = { type: 'selectLayer'; layer: number } | { type: 'tickLayers'; layers: number[] };
+
+/** A chart's or table's data as CSV for the clipboard; a chart or table as a PNG to save. */
+export type ExportRequest = { type: 'copyText'; text: string; what: string } | { type: 'savePng'; dataUri: string; name: string };

@@ -12,6 +12,7 @@
 //
 // Run: npm run test:integration  (installs the tools once via setup.sh, then runs this file)
 // Env: KEEP_TMP=1 keeps the temp folder (logs, screenshots), HEADED=1 shows the browser,
+// IT_SCREENSHOT_DIR=<dir> saves the linked-selection workbench screenshot there,
 // SHORT_LVLM_VSIX=<file> installs that .vsix instead of packaging one.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -394,6 +395,59 @@ async function main() {
       }
     }
   });
+
+  // ---------------------------------------------------------------- issue 15: linked selection (w15a)
+  // A click on a layer in the Layer Redundancy panel selects its row in the Layers view, and a
+  // click on a row of the Layers view highlights that layer in the panel (the host relays
+  // selectLayer both ways).
+  await step('linked selection: a click in the redundancy chart selects the layer in the Layers view, and the reverse; ticks follow both ways', async () => {
+    // The previous step left the Layer Redundancy panel in front; open it only if it is not.
+    const redundancyFrame = async () => {
+      for (const { frame: f } of await webviewTexts()) if (await f.locator('#chart-redundancy').count()) return f;
+    };
+    if (!(await redundancyFrame())) {
+      await palette('Short-LVLM: Show Report Panel...');
+      await quickInput(/panel for/);
+      await page.keyboard.type('Layer Redundancy');
+      await page.keyboard.press('Enter');
+    }
+    const frame = await waitFor('the redundancy chart in a webview', redundancyFrame, 30000, 500);
+    await palette('View: Show Short-LVLM');
+    const layers = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Layers' }) });
+    await waitFor('layer rows', async () => (await layers.locator('.monaco-list-row').count()) > 3, 20000);
+    const selectedRow = async () => (await layers.locator('.monaco-list-row.selected').allInnerTexts()).join(' | ');
+    // Panel -> Layers view: click layer 3's column in the chart.
+    const at = await frame.evaluate(() => {
+      const ch = window.Chart.getChart(document.getElementById('chart-redundancy'));
+      return { x: ch.scales.x.getPixelForValue(3), y: (ch.chartArea.top + ch.chartArea.bottom) / 2 };
+    });
+    await frame.locator('#chart-redundancy').click({ position: at });
+    await waitFor('the Layers view to select Layer 3', async () => /^\s*Layer 3(?!\d)/.test(await selectedRow()), 20000, 300);
+    // Layers view -> panel: click the Layer 5 row's label.
+    await layers.locator('.monaco-list-row', { hasText: /^\s*Layer 5(?!\d)/ }).first().locator('.label-name, .monaco-highlighted-label').first().click();
+    await waitFor(
+      'the panel to highlight layer 5',
+      async () => (await frame.evaluate(() => document.body.dataset.selectedLayer)) === '5' && (await frame.locator('#layer-table tr.selected[data-layer="5"]').count()) === 1,
+      20000,
+      300,
+    );
+    say(`  Layers view selection: ${await selectedRow()}`);
+    // IT_SCREENSHOT_DIR=docs/screenshots: the README's picture of linked selection in the workbench.
+    if (process.env.IT_SCREENSHOT_DIR) await page.screenshot({ path: path.join(path.resolve(repo, process.env.IT_SCREENSHOT_DIR), 'linked-workbench.png') });
+    // Ticks: a layer the run kept, ticked in the panel's table, is ticked in the Layers view; unticked there, it is unticked in the panel.
+    const removed = JSON.parse(fs.readFileSync(path.join(out1, 'short-lvlm-report.json'), 'utf8')).removed;
+    const kept = [...Array(16).keys()].find((l) => !removed.includes(l));
+    const count = async () => Number(/(\d+) selected to remove/.exec(await layers.innerText())?.[1] ?? NaN);
+    const n0 = await count();
+    const panelBox = frame.locator(`#layer-table vscode-checkbox[data-layer="${kept}"]`);
+    assert((await panelBox.getAttribute('checked')) === null, `layer ${kept} (kept by the run) starts unticked`);
+    await panelBox.click();
+    await waitFor('the Layers view to count the tick made in the panel', async () => (await count()) === n0 + 1, 20000, 300);
+    const row = layers.locator('.monaco-list-row', { hasText: new RegExp(`^\\s*Layer ${kept}(?!\\d)`) }).first();
+    await row.locator('.monaco-checkbox, .custom-checkbox, input[type=checkbox]').first().click();
+    await waitFor(`the panel to untick layer ${kept}`, async () => (await panelBox.getAttribute('checked')) === null && (await count()) === n0, 20000, 300);
+  });
+  // ---------------------------------------------------------------- end of issue 15: linked selection
 
   await step('panels come back after a window reload (serializer)', async () => {
     await page.reload();

@@ -11,7 +11,7 @@ import * as path from 'path';
 import type { Browser, Page } from 'playwright-core';
 import type { HostToWebview, PanelKind } from '../../src/protocol/messages';
 import { webviewHtml } from '../../src/host/webviewHtml';
-import { DEFAULT_WEBVIEW_CSS, HarnessTheme, THEME_VARS } from './themes';
+import { DEFAULT_WEBVIEW_CSS, HarnessTheme, THEME_CLASS, THEME_VARS } from './themes';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -23,15 +23,18 @@ const MIME: Record<string, string> = { '.js': 'text/javascript', '.css': 'text/c
 function harnessScript(theme: HarnessTheme): string {
   return `(() => {
   const THEMES = ${JSON.stringify(THEME_VARS)};
+  const CLASSES = ${JSON.stringify(THEME_CLASS)};
   const h = (window.__harness = { messages: [], errors: [], csp: [], images: {}, stateWrites: 0, acquired: 0 });
   document.addEventListener('securitypolicyviolation', (e) => h.csp.push(e.violatedDirective + ' ' + e.blockedURI));
   window.addEventListener('error', (e) => h.errors.push(String(e.message)));
   h.setTheme = (kind) => {
     const vars = THEMES[kind];
+    // A variable the new theme does not define is gone, as in VS Code (e.g. charts.orange in high contrast).
+    for (const t of Object.values(THEMES)) for (const k of Object.keys(t)) document.documentElement.style.removeProperty(k);
     for (const [k, v] of Object.entries(vars)) document.documentElement.style.setProperty(k, v);
     document.body.classList.remove('vscode-light', 'vscode-dark', 'vscode-high-contrast');
-    document.body.classList.add('vscode-' + kind);
-    document.body.dataset.vscodeThemeKind = 'vscode-' + kind;
+    document.body.classList.add(CLASSES[kind]);
+    document.body.dataset.vscodeThemeKind = CLASSES[kind];
     document.body.dataset.vscodeThemeName = kind === 'light' ? 'Light+' : 'Dark+';
   };
   h.send = (msg) => window.postMessage(msg, '*');

@@ -13,59 +13,9 @@ import { contentSecurityPolicy, webviewHtml } from '../../src/host/webviewHtml';
 import { Fixtures, makeFixtures } from './fixtures';
 import { CHROMIUM, Harness, launchChromium, openPanel, PanelPage, startServer } from './harness';
 import { HarnessTheme, THEME_VARS } from './themes';
-
-interface ChartInfo {
-  type: string;
-  labels?: string[];
-  datasets: { label: string; data: any[]; borderColor: unknown; pointStyle: unknown }[];
-  yType?: string;
-  bands: any;
-  drawn: boolean;
-}
-
-/** Reads a chart's datasets (data, labels, colours, point styles) and its options of interest. */
-async function chart(p: PanelPage, id: string): Promise<ChartInfo | null> {
-  return p.page.evaluate((cid) => {
-    const canvas = document.getElementById(cid) as HTMLCanvasElement | null;
-    const c = canvas && (window as any).Chart.getChart(canvas);
-    if (!c) return null;
-    return {
-      type: c.config.type as string,
-      labels: c.data.labels as string[] | undefined,
-      datasets: c.data.datasets.map((d: any) => ({ label: d.label, data: d.data, borderColor: d.borderColor, pointStyle: d.pointStyle })),
-      yType: c.options.scales?.y?.type as string | undefined,
-      bands: c.options.plugins?.layerBands,
-      drawn: c.chartArea ? c.chartArea.right - c.chartArea.left > 100 && c.chartArea.bottom - c.chartArea.top > 100 : false,
-    };
-  }, id);
-}
-
-async function choose(p: PanelPage, dropdownId: string, value: string) {
-  const before = Number(await p.page.evaluate(() => document.body.dataset.renders));
-  await p.page.evaluate(
-    ([id, v]) => {
-      const dd = document.getElementById(id) as any;
-      dd.value = v;
-      dd.dispatchEvent(new Event('change'));
-    },
-    [dropdownId, value],
-  );
-  await p.page.waitForFunction((n) => Number(document.body.dataset.renders) > n, before);
-}
-
-async function setSlider(p: PanelPage, id: string, value: number) {
-  const before = Number(await p.page.evaluate(() => document.body.dataset.renders));
-  await p.page.evaluate(
-    ([sid, v]) => {
-      const s = document.getElementById(sid as string) as HTMLInputElement;
-      s.value = String(v);
-      s.dispatchEvent(new Event('input'));
-      s.dispatchEvent(new Event('change'));
-    },
-    [id, value] as const,
-  );
-  await p.page.waitForFunction((n) => Number(document.body.dataset.renders) > n, before);
-}
+import { isShadeOf } from './colors';
+import { linkedSelectionTests } from './linked';
+import { chart, choose, setSlider } from './pageTools';
 
 describe('webview panels in Chromium', () => {
   let fx: Fixtures;
@@ -85,8 +35,8 @@ describe('webview panels in Chromium', () => {
     if (fx?.dir) fs.rmSync(fx.dir, { recursive: true, force: true });
   });
 
-  async function open(panel: PanelKind, theme: HarnessTheme, withImages = true): Promise<PanelPage> {
-    const p = await openPanel(browser, server.origin, panel, theme, { images: withImages ? fx.images : {} });
+  async function open(panel: PanelKind, theme: HarnessTheme, withImages = true, size: { width?: number; height?: number } = {}): Promise<PanelPage> {
+    const p = await openPanel(browser, server.origin, panel, theme, { images: withImages ? fx.images : {}, ...size });
     pages.push(p);
     return p;
   }
@@ -147,7 +97,7 @@ describe('webview panels in Chromium', () => {
       assert.deepEqual(c.bands.pruned, r.removed);
       assert.deepEqual(c.bands.partners, r.layers.filter((l) => l.status === 'partner').map((l) => l.index));
       assert.deepEqual(c.bands.candidates, r.options.candidates);
-      assert.equal(c.datasets[0].borderColor, vars['--vscode-charts-blue'], 'themed from --vscode-charts-blue');
+      assert.ok(isShadeOf(c.datasets[0].borderColor as string, vars['--vscode-charts-blue']), `themed from --vscode-charts-blue: ${c.datasets[0].borderColor}`);
       assert.equal(await p.page.evaluate(() => (window as any).Chart.defaults.color), vars['--vscode-foreground']);
 
       const rows = await p.page.$$eval('#layer-table tbody tr', (trs) => trs.map((tr) => ({ layer: Number(tr.getAttribute('data-layer')), cls: tr.className, text: tr.textContent })));
@@ -317,6 +267,9 @@ describe('webview panels in Chromium', () => {
     assert.match((await p.page.textContent('#left-out'))!, /not part of the model\): calib\.json, images\/cat\.png$/);
     await assertClean(p);
   });
+  // Issue 15 (series contrast, gap plot, ranks, log axis, sizes, sample picker, small windows,
+  // linked selection, sorting, export): test/webview/linked.ts, on the same fixtures.
+  linkedSelectionTests(() => ({ fx, open, assertClean }));
 
   test('a reload restores the panel and its choices from the webview state; a theme change re-renders with the new colours', async () => {
     const r = fx.report;
@@ -334,7 +287,8 @@ describe('webview panels in Chromium', () => {
     await p.page.evaluate(() => (window as any).__harness.setTheme('light'));
     await p.page.waitForFunction((n) => Number(document.body.dataset.renders) > n, before);
     const l = await chart(p, 'chart-redundancy');
-    assert.equal(l!.datasets[0].borderColor, THEME_VARS.light['--vscode-charts-blue']);
+    assert.ok(isShadeOf(l!.datasets[0].borderColor as string, THEME_VARS.light['--vscode-charts-blue']));
+    assert.notEqual(l!.datasets[0].borderColor, c.datasets[0].borderColor);
     assert.equal(await p.page.evaluate(() => (window as any).Chart.defaults.color), THEME_VARS.light['--vscode-foreground']);
     await assertClean(p);
   });

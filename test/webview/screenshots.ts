@@ -1,5 +1,5 @@
 // Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
-// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png, and
+// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark,linked}-{light,dark}.png, and
 // skipcost-{light,dark}.png: the redundancy panel of a greedy, quality-budget run (measured skip
 // cost beside the cosines, the budget curve); with a model and a prefix, of another package
 // (e.g. the Qwen2-VL miniature, Dark+ only):
@@ -9,8 +9,32 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { PanelKind } from '../../src/protocol/messages';
-import { makeFixtures } from './fixtures';
+import type { Browser } from 'playwright-core';
+import { Fixtures, makeFixtures } from './fixtures';
 import { launchChromium, openPanel, REPO, startServer } from './harness';
+
+/**
+ * Linked selection (issue 15): the redundancy panel after a layer was selected elsewhere (the
+ * host relays selectLayer from the Layers view or another panel): the layer's column outlined in
+ * the chart, its row highlighted in the table (sorted by the TIS-kept cosine), the export buttons.
+ */
+async function linkedShot(browser: Browser, origin: string, fx: Fixtures, theme: 'light' | 'dark', outDir: string): Promise<string> {
+  const p = await openPanel(browser, origin, 'redundancy', theme, { width: 1100, height: 1120 });
+  await p.send({ type: 'show', panel: 'redundancy', report: fx.report });
+  const layer = fx.report.removed[1] ?? fx.report.removed[0];
+  await p.page.evaluate((l) => (window as any).__harness.send({ type: 'selectLayer', layer: l }), layer);
+  await p.page.waitForFunction((l) => document.body.dataset.selectedLayer === String(l), layer);
+  await p.page.locator('#layer-table thead th', { hasText: 'cos TIS-kept' }).click();
+  await p.page.locator('#layer-table thead th', { hasText: 'cos TIS-kept' }).click();
+  await p.page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  await p.page.waitForTimeout(150);
+  const problems = await p.problems();
+  if (problems.length) throw new Error(`linked/${theme}: ${problems.join('; ')}`);
+  const file = path.join(outDir, `linked-${theme}.png`);
+  await p.page.screenshot({ path: file, fullPage: false });
+  await p.page.close();
+  return file;
+}
 
 export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
@@ -42,6 +66,7 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
       await p.page.screenshot({ path: file, fullPage: true });
       written.push(file);
       await p.page.close();
+      if (!model) written.push(await linkedShot(browser, server.origin, fx, theme, outDir));
     }
   } finally {
     await browser.close();

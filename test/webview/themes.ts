@@ -2,7 +2,16 @@
 // Light+ and Dark+ themes (workbench colours as of VS Code 1.9x, Linux fonts), and the
 // webview's default stylesheet, for the browser harness.
 
-export type HarnessTheme = 'light' | 'dark';
+export type HarnessTheme = 'light' | 'dark' | 'light-modern' | 'dark-modern' | 'hc';
+
+/** The body class VS Code gives a webview in each theme. */
+export const THEME_CLASS: Record<HarnessTheme, string> = {
+  light: 'vscode-light',
+  dark: 'vscode-dark',
+  'light-modern': 'vscode-light',
+  'dark-modern': 'vscode-dark',
+  hc: 'vscode-high-contrast',
+};
 
 const FONTS = {
   '--vscode-font-family': 'system-ui, "Ubuntu", "Droid Sans", sans-serif',
@@ -13,7 +22,7 @@ const FONTS = {
   '--vscode-editor-font-size': '14px',
 };
 
-export const THEME_VARS: Record<HarnessTheme, Record<string, string>> = {
+const LIGHT_DARK: Record<'light' | 'dark', Record<string, string>> = {
   light: {
     ...FONTS,
     '--vscode-foreground': '#616161',
@@ -117,6 +126,69 @@ export const THEME_VARS: Record<HarnessTheme, Record<string, string>> = {
     '--vscode-charts-purple': '#b180d7',
   },
 };
+
+// The default themes of VS Code 1.139 (the workbench the integration test runs): Light Modern,
+// Dark Modern and Dark High Contrast, from the theme files (theme-defaults/themes/*.json) and,
+// for colours a theme leaves unset, the colour registry's defaults. The charts.* colours are
+// all registry defaults: charts.orange falls back to minimap.findMatchHighlight ->
+// editor.findMatchHighlightBackground, #EA5C0055 (33 % opaque) in light and dark themes and
+// unset in high contrast (so no variable at all).
+const MODERN_AND_HC: Record<'light-modern' | 'dark-modern' | 'hc', Record<string, string>> = {
+  'light-modern': {
+    ...LIGHT_DARK.light,
+    '--vscode-foreground': '#3b3b3b',
+    '--vscode-descriptionForeground': '#3b3b3b',
+    '--vscode-editor-background': '#ffffff',
+    '--vscode-editor-foreground': '#3b3b3b',
+    '--vscode-panel-border': '#e5e5e5',
+    '--vscode-button-background': '#005fb8',
+    '--vscode-dropdown-foreground': '#3b3b3b',
+    '--vscode-charts-foreground': '#3b3b3b',
+    '--vscode-charts-lines': 'rgba(59, 59, 59, 0.5)',
+    '--vscode-charts-red': '#e51400',
+    '--vscode-charts-blue': '#0063d3',
+    '--vscode-charts-yellow': '#bf8803',
+    '--vscode-charts-orange': 'rgba(234, 92, 0, 0.33)',
+    '--vscode-charts-green': '#388a34',
+    '--vscode-charts-purple': '#652d90',
+  },
+  'dark-modern': {
+    ...LIGHT_DARK.dark,
+    '--vscode-foreground': '#cccccc',
+    '--vscode-descriptionForeground': '#9d9d9d',
+    '--vscode-editor-background': '#1f1f1f',
+    '--vscode-editor-foreground': '#cccccc',
+    '--vscode-panel-border': '#2b2b2b',
+    '--vscode-button-background': '#0078d4',
+    '--vscode-dropdown-background': '#313131',
+    '--vscode-charts-foreground': '#cccccc',
+    '--vscode-charts-lines': 'rgba(204, 204, 204, 0.5)',
+    '--vscode-charts-red': '#f14c4c',
+    '--vscode-charts-blue': '#59a4f9',
+    '--vscode-charts-yellow': '#cca700',
+    '--vscode-charts-orange': 'rgba(234, 92, 0, 0.33)',
+    '--vscode-charts-green': '#89d185',
+    '--vscode-charts-purple': '#b180d7',
+  },
+  hc: {
+    ...Object.fromEntries(Object.entries(LIGHT_DARK.dark).filter(([k]) => k !== '--vscode-charts-orange')),
+    '--vscode-foreground': '#ffffff',
+    '--vscode-descriptionForeground': 'rgba(255, 255, 255, 0.7)',
+    '--vscode-editor-background': '#000000',
+    '--vscode-editor-foreground': '#ffffff',
+    '--vscode-contrastBorder': '#6fc3df',
+    '--vscode-panel-border': '#6fc3df',
+    '--vscode-charts-foreground': '#ffffff',
+    '--vscode-charts-lines': 'rgba(255, 255, 255, 0.5)',
+    '--vscode-charts-red': '#f48771',
+    '--vscode-charts-blue': '#59a4f9',
+    '--vscode-charts-yellow': '#ffd370',
+    '--vscode-charts-green': '#89d185',
+    '--vscode-charts-purple': '#b180d7',
+  },
+};
+
+export const THEME_VARS: Record<HarnessTheme, Record<string, string>> = { ...LIGHT_DARK, ...MODERN_AND_HC };
 
 /** VS Code's default webview stylesheet (abridged), served by the harness as /harness.css. */
 export const DEFAULT_WEBVIEW_CSS = `

@@ -7,7 +7,7 @@ import type { BenchmarkReport, BenchRow, SweepRow } from '../../src/protocol/rep
 import { axisTitle, makeChart } from '../charts';
 import { chartBox, h, section } from '../dom';
 import { basename, bytes, fixed, pct, sig } from '../format';
-import { alpha, Theme } from '../theme';
+import { alpha, FILL_ALPHA, Theme } from '../theme';
 import { button } from '../toolkit';
 import { empty, header } from './common';
 import type { PanelContext } from './context';
@@ -63,7 +63,7 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
         datasets: rows.map((r, i) => ({
           label: rowLabel(r),
           data: [r.accuracy, ...fams.map((f) => r.families[f]?.accuracy ?? null)],
-          backgroundColor: alpha(colors[i % colors.length], 0.8),
+          backgroundColor: alpha(colors[i % colors.length], FILL_ALPHA),
           borderColor: colors[i % colors.length],
           borderWidth: 1,
         })),
@@ -90,7 +90,7 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
       },
     });
 
-    const cols = ['model', 'layers', 'accuracy', 'relative acc.', 'agreement', 'KL (nats)', 'samples/s', 'speedup', 'size', 'size vs ref'];
+    const cols = ['model', 'layers', 'accuracy', 'relative acc.', 'agreement', 'KL (nats)', 'samples/s', 'speedup', 'package size', 'package vs ref'];
     const tbody = h('tbody');
     rows.forEach((r, i) => {
       const speed = r.speedup ?? (ref.samplesPerSecond ? r.samplesPerSecond / ref.samplesPerSecond : undefined);
@@ -114,8 +114,8 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
     root.append(
       section(
         'Summary',
-        'Agreement: share of items whose first generated token matches the reference model; KL: mean KL(reference ‖ model) of the first-token distribution.',
-        h('div', { class: 'table-wrap' }, h('table', { id: 'bench-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+        'Agreement: share of items whose first generated token matches the reference model; KL: mean KL(reference ‖ model) of the first-token distribution. Package size: every file of the model folder (decoder, vision encoder, embeddings, tokenizer, ...).',
+        ctx.table(h('table', { id: 'bench-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
       ),
     );
     tbody.querySelectorAll<HTMLElement>('.swatch').forEach((s) => {
@@ -177,14 +177,14 @@ function sweepSection(ctx: PanelContext, sweep: SweepRow[], fullAcc?: number): H
     datasets.push({ label: methodLabel(m), data: rs.map((r) => ({ x: r.ratio, y: r.accuracy })), showLine: true, borderColor: c, backgroundColor: alpha(c, 0.45), pointStyle: style, pointRadius: 4 + 1.5 * Math.min(4, ci - 1), borderWidth: 2 });
   }
   if (random.length) {
-    datasets.push({ label: 'random (each seed)', data: random.map((r) => ({ x: r.ratio, y: r.accuracy })), borderColor: alpha(t.fg, 0.5), backgroundColor: alpha(t.fg, 0.35), pointRadius: 3, pointStyle: 'circle' });
-    datasets.push({ label: 'random (mean)', data: byRatio(random, (a) => a.reduce((s, x) => s + x, 0) / a.length), showLine: true, borderColor: alpha(t.fg, 0.6), backgroundColor: alpha(t.fg, 0.6), borderDash: [4, 4], pointRadius: 2, borderWidth: 1.5 });
+    datasets.push({ label: 'random (each seed)', data: random.map((r) => ({ x: r.ratio, y: r.accuracy })), borderColor: t.neutral, backgroundColor: alpha(t.neutral, 0.5), pointRadius: 3, pointStyle: 'circle' });
+    datasets.push({ label: 'random (mean)', data: byRatio(random, (a) => a.reduce((s, x) => s + x, 0) / a.length), showLine: true, borderColor: t.neutral, backgroundColor: t.neutral, borderDash: [4, 4], pointRadius: 2, borderWidth: 1.5 });
   }
   if (exhaustive.length) {
     datasets.push({ label: 'exhaustive best (upper bound)', data: byRatio(exhaustive, (a) => Math.max(...a)), showLine: true, borderColor: t.yellow, backgroundColor: t.yellow, pointStyle: 'star', pointRadius: 7, borderDash: [2, 2], borderWidth: 1.5 });
   }
   if (fullRef !== undefined && ratios.length) {
-    datasets.push({ label: 'full model', data: [{ x: 0, y: fullRef }, { x: ratios[ratios.length - 1], y: fullRef }], showLine: true, borderColor: alpha(t.fg, 0.8), backgroundColor: alpha(t.fg, 0.8), borderDash: [8, 4], pointRadius: 0, borderWidth: 1 });
+    datasets.push({ label: 'full model', data: [{ x: 0, y: fullRef }, { x: ratios[ratios.length - 1], y: fullRef }], showLine: true, borderColor: t.fg, backgroundColor: t.fg, borderDash: [8, 4], pointRadius: 0, borderWidth: 1 });
   }
   const { box, canvas } = chartBox('chart-sweep', 340, 'accuracy against pruning ratio per method');
   makeChart(canvas, {

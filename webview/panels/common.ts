@@ -24,7 +24,8 @@ export function header(ctx: PanelContext): HTMLElement {
     ['method', methodFact(r)],
     ['tokens kept', `${o.keepMode === 'nucleus' ? 'nucleus ' : 'top '}${Math.round(o.topP * 100)} %`],
     ['calibration', `${r.calibration.samples} samples, ${r.calibration.tokensMean.toFixed(0)} tokens (${r.calibration.visualTokensMean.toFixed(0)} visual)`],
-    ['size', r.output?.bytes ? bytes(r.output.bytes) : '–'],
+    // output.bytes is the pruned decoder alone (the file the method rewrites), not the package.
+    ['pruned decoder', r.output?.bytes ? bytes(r.output.bytes) : '–'],
   ];
   const nav = h('nav', { class: 'nav', 'aria-label': 'Other panels' });
   for (const p of PANEL_KINDS) {

@@ -17,6 +17,12 @@ export interface PanelContext {
   selectLayers(layers: number[]): void;
   /** Ask the host to run the benchmark command on this report's models. */
   runBenchmark(): void;
+  /** Selects one layer here and in the other panels and the Layers view (ui.layer). */
+  selectLayer(layer: number): void;
+  /** The hand-made choice changed here: the Layers view and the other panels follow. */
+  tickLayers(layers: number[]): void;
+  /** Wraps a data table with its sortable headers and its CSV / PNG buttons. */
+  table(table: HTMLTableElement): HTMLElement;
   /** Data URI of a sample image if the host sent it; otherwise asks the host once. */
   image(sample: number): string | undefined;
   /** Called when an image arrives (the panel re-renders its sample view). */

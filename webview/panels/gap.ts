@@ -4,10 +4,10 @@
 
 import type { TooltipItem } from 'chart.js';
 import type { PairReport } from '../../src/protocol/report';
-import { axisTitle, makeChart } from '../charts';
+import { axisTitle, makeChart, onLayerClick } from '../charts';
 import { chartBox, h, section } from '../dom';
 import { fixed, pct, sig, signed } from '../format';
-import { alpha } from '../theme';
+import { alpha, FILL_ALPHA } from '../theme';
 import { dropdown } from '../toolkit';
 import { empty, header } from './common';
 import type { PanelContext } from './context';
@@ -19,6 +19,21 @@ export function energy(p: PairReport): number {
   const s2 = p.singularValues.map((x) => x * x);
   const tot = s2.reduce((a, b) => a + b, 0);
   return tot ? s2.slice(0, p.rank).reduce((a, b) => a + b, 0) / tot : 0;
+}
+
+/** Pairs whose relative L2 gap is larger after compensation than before. */
+export function widenedPairs(pairs: PairReport[]): PairReport[] {
+  return pairs.filter((p) => p.gapAfter && p.gapAfter.relL2 > p.gapBefore.relL2);
+}
+
+function widenedWarning(worse: PairReport[], total: number, what: string): HTMLElement {
+  return h(
+    'div',
+    { class: 'callout warning', id: 'gap-widened', role: 'alert' },
+    h('strong', {}, `${what} widened the gap on ${worse.length} of ${total} pair${total === 1 ? '' : 's'}: `),
+    worse.map((p) => `${pairLabel(p)} (relative L2 ${fixed(p.gapBefore.relL2, 3)} → ${fixed(p.gapAfter!.relL2, 3)}, cosine ${fixed(p.gapBefore.cosine, 3)} → ${fixed(p.gapAfter!.cosine, 3)})`).join('; '),
+    '. On these pairs the partner moved away from the removed layer’s output; pruning without compensation (or another method) may do better there.',
+  );
 }
 
 export function renderGap(root: HTMLElement, ctx: PanelContext): void {
@@ -38,9 +53,11 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
     return;
   }
   const labels = pairs.map(pairLabel);
+  const worse = widenedPairs(pairs);
+  if (worse.length) root.append(widenedWarning(worse, pairs.length, r.options.scp ? 'SCP' : 'compensation'));
   const hasAfter = pairs.some((p) => p.gapAfter);
-  const before = alpha(t.blue, 0.8);
-  const after = alpha(t.green, 0.8);
+  const before = alpha(t.blue, FILL_ALPHA);
+  const after = alpha(t.green, FILL_ALPHA);
 
   // ------------------------------------------------------------ grouped bars
   const cos = chartBox('chart-gap-cos', 280, 'cosine between pruned and partner features');
@@ -79,6 +96,7 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
     data: { labels, datasets: bars('cosine') },
     options: {
       scales: { x: { title: axisTitle('pruned → partner layer'), grid: { display: false } }, y: { min: cosMin, max: 1, title: axisTitle('cosine (higher = closer)') } },
+      onClick: onLayerClick((l) => ctx.selectLayer(l), (i) => pairs[i]?.pruned),
       plugins: { title: { display: true, text: 'Cosine similarity' }, legend: { position: 'bottom' }, tooltip: tip('cosine') },
     },
   });
@@ -87,19 +105,23 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
     data: { labels, datasets: bars('relL2') },
     options: {
       scales: { x: { title: axisTitle('pruned → partner layer'), grid: { display: false } }, y: { beginAtZero: true, title: axisTitle('‖Xp − Xr‖ / ‖Xp‖ (lower = closer)') } },
+      onClick: onLayerClick((l) => ctx.selectLayer(l), (i) => pairs[i]?.pruned),
       plugins: { title: { display: true, text: 'Relative L2 gap' }, legend: { position: 'bottom' }, tooltip: tip('relL2') },
     },
   });
 
   // ------------------------------------------------------------ one pair: projection + spectrum
-  const pi = Math.min(pairs.length - 1, Math.max(0, ctx.ui.pair ?? 0));
+  // The pair of the layer selected across panels (as pruned layer or as partner), else the first.
+  const linked = pairs.findIndex((q) => q.pruned === ctx.ui.layer);
+  const linkedPartner = pairs.findIndex((q) => q.partner === ctx.ui.layer);
+  const pi = linked >= 0 ? linked : linkedPartner >= 0 ? linkedPartner : Math.min(pairs.length - 1, Math.max(0, ctx.ui.pair ?? 0));
   const p = pairs[pi];
   const picker = dropdown(
     'pair-select',
     'Pair',
     pairs.map((x, i) => ({ value: String(i), label: `${pairLabel(x)} (pruned ${x.pruned}, partner ${x.partner})` })),
     String(pi),
-    (v) => ctx.setUi({ pair: Number(v) }, true),
+    (v) => ctx.selectLayer(pairs[Number(v)].pruned),
   );
   const sc = chartBox('chart-gap-scatter', 340, 'PCA projection of per-sample features');
   const sv = chartBox('chart-gap-sv', 340, 'singular values of the gap');
@@ -117,15 +139,19 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
       type: 'scatter',
       data: {
         datasets: [
-          { label: `pruned L${p.pruned}`, data: pts(p.projection.pruned), backgroundColor: alpha(t.red, 0.85), borderColor: t.red, pointStyle: 'crossRot', pointRadius: 6, borderWidth: 2 },
-          { label: `partner L${p.partner} before SCP`, data: pts(p.projection.before), backgroundColor: alpha(t.blue, 0.7), borderColor: t.blue, pointStyle: 'circle', pointRadius: 4 },
-          { label: `partner L${p.partner} after SCP`, data: pts(p.projection.after), backgroundColor: alpha(t.green, 0.7), borderColor: t.green, pointStyle: 'triangle', pointRadius: 5 },
+          // "before" as large hollow rings drawn first, "after" as small filled triangles drawn
+          // last (lowest order is drawn on top): a sample whose feature barely moved shows a
+          // triangle inside its ring instead of one marker hiding the other.
+          { label: `pruned L${p.pruned}`, data: pts(p.projection.pruned), backgroundColor: alpha(t.red, 0.85), borderColor: t.red, pointStyle: 'crossRot', pointRadius: 6, borderWidth: 2, order: 1 },
+          { label: `partner L${p.partner} before SCP`, data: pts(p.projection.before), backgroundColor: 'transparent', borderColor: t.blue, pointStyle: 'circle', pointRadius: 7, borderWidth: 2, order: 2 },
+          { label: `partner L${p.partner} after SCP`, data: pts(p.projection.after), backgroundColor: t.green, borderColor: t.green, pointStyle: 'triangle', pointRadius: 4, borderWidth: 1, order: 0 },
         ],
       },
       options: {
         scales: { x: { title: axisTitle('PC 1') }, y: { title: axisTitle('PC 2') } },
         plugins: {
-          legend: { position: 'bottom', labels: { usePointStyle: true } },
+          // Listed as the datasets are (pruned, before, after), not in drawing order.
+          legend: { position: 'bottom', labels: { usePointStyle: true, sort: (a, b) => (a.datasetIndex ?? 0) - (b.datasetIndex ?? 0) } },
           title: { display: true, text: 'Per-sample features (PCA)' },
           connectors: { pairs: [[1, 2]], color: alpha(t.fg, 0.35) },
           tooltip: { callbacks: { label: (item: TooltipItem<'scatter'>) => ` ${item.dataset.label} · sample ${item.dataIndex}: (${sig(item.parsed.x)}, ${sig(item.parsed.y)})` } },
@@ -144,8 +170,8 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
         {
           label: 'singular value',
           data: svShow,
-          backgroundColor: svShow.map((_, i) => (i < p.rank ? alpha(t.orange, 0.85) : alpha(t.fg, 0.25))),
-          borderColor: svShow.map((_, i) => (i < p.rank ? t.orange : alpha(t.fg, 0.4))),
+          backgroundColor: svShow.map((_, i) => alpha(i < p.rank ? t.orange : t.neutral, FILL_ALPHA)),
+          borderColor: svShow.map((_, i) => (i < p.rank ? t.orange : t.neutral)),
           borderWidth: 1,
         },
       ],
@@ -167,8 +193,8 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
     tbody.append(
       h(
         'tr',
-        {},
-        h('td', {}, pairLabel(q)),
+        { class: `${worse.includes(q) ? 'widened' : ''}${q === p ? ' selected' : ''}`, 'data-layer': q.pruned },
+        h('td', {}, pairLabel(q), worse.includes(q) ? h('span', { class: 'flag', title: 'compensation widened this gap', 'aria-label': 'widened' }, ' ⚠') : null),
         h('td', { class: 'mono', title: q.weight ?? '' }, q.weight ?? '–'),
         h('td', { class: 'num' }, q.rank),
         h('td', { class: 'num' }, pct(energy(q))),
@@ -181,11 +207,12 @@ export function renderGap(root: HTMLElement, ctx: PanelContext): void {
       ),
     );
   }
+  tbody.querySelectorAll<HTMLElement>('tr').forEach((tr) => tr.addEventListener('click', () => ctx.selectLayer(Number(tr.dataset.layer))));
   root.append(
     section(
       'Pairs',
       undefined,
-      h('div', { class: 'table-wrap' }, h('table', { id: 'pair-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+      ctx.table(h('table', { id: 'pair-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
     ),
   );
 }

@@ -2,7 +2,7 @@
 // method's order, the budget, the chosen point): drawn in the redundancy and benchmark panels.
 
 import type { ChartDataset, TooltipItem } from 'chart.js';
-import { axisTitle, makeChart } from '../charts';
+import { axisTitle, bandColors, makeChart, onLayerClick } from '../charts';
 import { chartBox, section } from '../dom';
 import { layerList } from '../format';
 import type { PanelContext } from './context';
@@ -47,6 +47,9 @@ export function qualityCurve(ctx: PanelContext): HTMLElement {
     data: { labels, datasets },
     options: {
       interaction: { mode: 'index', intersect: false },
+      // A step stands for the layer it adds: a click selects that layer everywhere, and the
+      // layer selected elsewhere outlines its step.
+      onClick: onLayerClick((l) => ctx.selectLayer(l), (i) => sel.curve[i]?.added),
       scales: {
         x: { title: axisTitle('layers removed (layer added at that step)'), grid: { display: false } },
         y: { type: 'linear', min: 0, max: 1, title: axisTitle('top-1 agreement') },
@@ -54,6 +57,7 @@ export function qualityCurve(ctx: PanelContext): HTMLElement {
       },
       plugins: {
         legend: { position: 'bottom' },
+        layerBands: { pruned: [], partners: [], selected: sel.curve.findIndex((p) => p.added === ctx.ui.layer), colors: bandColors(t) },
         tooltip: { callbacks: { footer: (items: TooltipItem<'line'>[]) => `removed: ${layerList(sel.curve[items[0]?.dataIndex ?? 0].removed)}` } },
       },
     },

@@ -5,10 +5,11 @@
 import type { ChartDataset, LegendItem, TooltipItem } from 'chart.js';
 import { isCostly, COSTLY_AGREEMENT, COSTLY_KL } from '../../src/protocol/report';
 import type { LayerReport, Report } from '../../src/protocol/report';
-import { axisTitle, bandColors, legendWithExtras, makeChart } from '../charts';
+import { displayRank, RANK_NOTE } from '../../src/protocol/layerLabels';
+import { axisTitle, bandColors, layerTicks, legendWithExtras, logBounds, makeChart, onLayerClick } from '../charts';
 import { chartBox, h, section } from '../dom';
 import { fixed, layerList, pct, sig } from '../format';
-import { alpha } from '../theme';
+import { alpha, FILL_ALPHA } from '../theme';
 import { button, checkbox, dropdown, isChecked, setDisabled } from '../toolkit';
 import { header, statusBadge } from './common';
 import type { PanelContext } from './context';
@@ -107,23 +108,25 @@ export function renderRedundancy(root: HTMLElement, ctx: PanelContext): void {
     data: { labels: r.layers.map((l) => String(l.index)), datasets },
     options: {
       interaction: { mode: 'index', intersect: false },
+      onClick: onLayerClick((l) => ctx.selectLayer(l)),
       scales: {
-        x: { title: axisTitle('decoder layer'), grid: { display: false } },
+        x: { title: axisTitle('decoder layer'), grid: { display: false }, ticks: layerTicks },
+        // Short axis titles: a rotated title longer than the plot's height is cut at both ends.
         y:
           scale === 'gap'
-            ? { type: 'logarithmic', title: axisTitle('1 − cosine(input, output)  (log; lower = more redundant)') }
-            : { type: 'linear', title: axisTitle('cosine(input, output)'), suggestedMax: 1 },
+            ? { type: 'logarithmic', title: axisTitle('1 − cosine (log scale)'), ...logBounds(datasets.flatMap((d) => d.data)) }
+            : { type: 'linear', title: axisTitle('cosine(input, output)'), suggestedMax: 1, grace: '4%' },
       },
       plugins: {
         legend: { position: 'bottom', ...legendWithExtras(extras) },
-        layerBands: { candidates: cand, pruned: r.removed, partners, colors: bc },
+        layerBands: { candidates: cand, pruned: r.removed, partners, colors: bc, selected: ctx.ui.layer },
         tooltip: {
           callbacks: {
             title: (items: TooltipItem<'line'>[]) => {
               const l = r.layers[items[0]?.dataIndex ?? 0];
               const p = pmap.get(l.index);
               const rel = l.status === 'pruned' ? ` → partner L${p}` : l.status === 'partner' && p !== undefined ? ` ← compensates L${p}` : '';
-              return `Layer ${l.index}: ${l.status}${l.rank !== null ? `, rank ${l.rank}` : ''}${rel}`;
+              return `Layer ${l.index}: ${l.status}${l.rank !== null ? `, rank ${displayRank(l.rank)}` : ''}${rel}`;
             },
             label: (item: TooltipItem<'line'>) => {
               const l = r.layers[item.dataIndex];
@@ -161,7 +164,7 @@ function skipCostChart(ctx: PanelContext): HTMLElement {
           type: 'bar',
           label: 'KL(original ‖ layer skipped), nats',
           data: r.layers.map((l) => l.skipCost?.kl ?? null),
-          backgroundColor: r.layers.map((l) => (isCostly(l) ? alpha(t.red, 0.75) : alpha(t.blue, 0.6))),
+          backgroundColor: r.layers.map((l) => alpha(isCostly(l) ? t.red : t.blue, FILL_ALPHA)),
           borderColor: r.layers.map((l) => (removed.has(l.index) ? t.fg : 'transparent')),
           borderWidth: r.layers.map((l) => (removed.has(l.index) ? 2 : 0)),
           yAxisID: 'y',
@@ -183,11 +186,13 @@ function skipCostChart(ctx: PanelContext): HTMLElement {
     options: {
       interaction: { mode: 'index', intersect: false },
       scales: {
-        x: { title: axisTitle('decoder layer (skipped alone)'), grid: { display: false } },
+        x: { title: axisTitle('decoder layer (skipped alone)'), grid: { display: false }, ticks: layerTicks },
         y: { type: 'linear', beginAtZero: true, title: axisTitle('mean KL (nats)') },
         y2: { type: 'linear', position: 'right', min: 0, max: 1, grid: { display: false }, title: axisTitle('top-1 agreement') },
       },
+      onClick: onLayerClick((l) => ctx.selectLayer(l)),
       plugins: {
+        layerBands: { pruned: [], partners: [], selected: ctx.ui.layer, colors: bandColors(t) },
         legend: { position: 'bottom' },
         tooltip: {
           callbacks: {
@@ -223,7 +228,14 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
     id: 'select-layers',
     title: 'Ask the extension to prune exactly the checked layers (with SCP compensation)',
   });
-  const reset = button('Reset to report', () => ctx.setUi({ selection: undefined }, true), { id: 'reset-selection' });
+  const reset = button(
+    'Reset to report',
+    () => {
+      ctx.tickLayers([...r.removed]);
+      ctx.setUi({ selection: undefined }, true);
+    },
+    { id: 'reset-selection' },
+  );
   const update = () => {
     const list = [...selected].sort((a, b) => a - b);
     summary.textContent = `Selected: ${layerList(list)} (${list.length} of ${L} layers, ${Math.round((list.length / L) * 100)} %)`;
@@ -237,34 +249,38 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
     const cb = checkbox('', selected.has(l.index), () => {
       if (isChecked(cb)) selected.add(l.index);
       else selected.delete(l.index);
-      ctx.setUi({ selection: [...selected].sort((a, b) => a - b) });
+      ctx.tickLayers([...selected].sort((a, b) => a - b));
       update();
-    }, { title: `select layer ${l.index}`, data: { layer: String(l.index) } });
-    tbody.append(
-      h(
+    }, { title: `tick layer ${l.index} for a hand-made prune`, data: { layer: String(l.index) } });
+    const row = h(
         'tr',
-        { class: `row-${l.status}${l.candidate ? ' candidate' : ''}`, 'data-layer': l.index },
+        { class: `row-${l.status}${l.candidate ? ' candidate' : ''}${ctx.ui.layer === l.index ? ' selected' : ''}`, 'data-layer': l.index, 'aria-selected': ctx.ui.layer === l.index ? 'true' : 'false' },
         h('td', {}, cb),
         h('td', { class: 'num' }, l.index),
         h('td', {}, statusBadge(l.status)),
-        h('td', { class: 'num' }, l.rank ?? '–'),
+        h('td', { class: 'num' }, displayRank(l.rank) ?? '–'),
         h('td', { class: 'num' }, fixed(l.cosTis)),
         h('td', { class: 'num' }, fixed(l.cosAll)),
         h('td', { class: 'num' }, fixed(l.cosText)),
         h('td', { class: 'num' }, fixed(l.cosVisual)),
-        h('td', { class: 'num' }, sig(1 - l.cosTis)),
+        h('td', { class: 'num detail' }, sig(1 - l.cosTis)),
         h('td', { class: 'num' }, pct(l.keptVisualShare, 0)),
         h('td', { class: `num${isCostly(l) ? ' costly' : ''}` }, fixed(l.skipCost?.kl)),
         h('td', { class: `num${isCostly(l) ? ' costly' : ''}`, title: isCostly(l) ? 'costly: skipping this layer alone changes the answers' : '' }, pct(l.skipCost?.agreement)),
         h('td', {}, pair),
-      ),
-    );
+      );
+    // A click on the row (not on its checkbox) selects the layer everywhere.
+    row.addEventListener('click', (e) => {
+      if (!(e.target as Element).closest('vscode-checkbox')) ctx.selectLayer(l.index);
+    });
+    tbody.append(row);
   }
   update();
   return section(
     'Layers',
-    'Rank is the position in the removal order among candidate layers (0 = most redundant). Check layers to try another selection.',
+    `${RANK_NOTE} Tick layers to try another selection (the Layers view shows the same ticks); click a row to select its layer in every panel.`,
     h('div', { class: 'controls' }, summary, apply, reset),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'layer-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c)))), tbody)),
+    // "1 − cos TIS" repeats "cos TIS-kept" on another scale: the first column to go in a narrow window.
+    ctx.table(h('table', { id: 'layer-table', class: 'data' }, h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col', class: c === '1 − cos TIS' ? 'detail' : undefined }, c)))), tbody)),
   );
 }

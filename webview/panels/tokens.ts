@@ -8,7 +8,7 @@ import type { Histogram, Report, TokenSample } from '../../src/protocol/report';
 import { axisTitle, makeChart } from '../charts';
 import { chartBox, h, section } from '../dom';
 import { pct, sig } from '../format';
-import { alpha, heat, textOn } from '../theme';
+import { alpha, FILL_ALPHA, heat, textOn } from '../theme';
 import { dropdown } from '../toolkit';
 import { header } from './common';
 import type { PanelContext } from './context';
@@ -36,14 +36,36 @@ const share = (hst: Histogram) => {
   return hst.counts.map((c) => (tot ? c / tot : 0));
 };
 
-function question(s: TokenSample): string {
-  const firstImg = s.isImage.indexOf(1);
+/** A token without the tokenizer's word markers (▁, Ġ) and surrounding spaces. */
+const bare = (x: string) => x.replace(/^[\s▁Ġ]+|\s+$/g, '');
+const isSpecial = (x: string) => /^<[^<>\s]+>$/.test(x);
+const isRole = (x: string, role: string) => x.replace(/:$/, '').toLowerCase() === role;
+
+/**
+ * The user's question of a calibration sample, without the answer: the text after the image
+ * (or after the last user marker when there is no image) up to the assistant's turn or the
+ * first special token that ends the user's turn (</s>, <|im_end|>, <end_of_turn>, ...).
+ */
+export function question(s: TokenSample): string {
+  const toks = s.tokens.map(bare);
   const lastImg = s.isImage.lastIndexOf(1);
-  const after = s.tokens.slice(lastImg + 1);
-  const stop = after.findIndex((x) => /^assistant$/i.test(x));
-  // Special tokens around the question (<|vision_end|>, <|im_end|>, <end_of_turn>) are not words.
-  const words = (stop >= 0 ? after.slice(0, stop) : after).filter((x) => !/^<[^<>\s]+>$/.test(x)).join(' ');
-  return (firstImg >= 0 ? words : s.tokens.join(' ')).replace(/\s+([?.,!:;])/g, '$1').slice(0, 60);
+  let start = lastImg + 1;
+  if (lastImg < 0) {
+    const asst = toks.findIndex((t) => isRole(t, 'assistant'));
+    const users = toks.slice(0, asst < 0 ? toks.length : asst).flatMap((t, i) => (isRole(t, 'user') ? [i] : []));
+    start = users.length ? users[users.length - 1] + 1 : 0;
+  }
+  const words: string[] = [];
+  for (let i = start; i < toks.length; i++) {
+    const t = toks[i];
+    if (isRole(t, 'assistant') || (isRole(t, 'model') && isSpecial(toks[i - 1] ?? ''))) break;
+    if (isSpecial(t)) {
+      if (words.length) break;
+      continue;
+    }
+    if (t) words.push(t);
+  }
+  return words.join(' ').replace(/^[:\s]+/, '').replace(/\s+([?.,!:;])/g, '$1').slice(0, 60);
 }
 
 export function renderTokens(root: HTMLElement, ctx: PanelContext): void {
@@ -63,7 +85,7 @@ export function renderTokens(root: HTMLElement, ctx: PanelContext): void {
   slider.addEventListener('input', () => {
     out.textContent = `layer ${slider.value} (${status(Number(slider.value))})`;
   });
-  slider.addEventListener('change', () => ctx.setUi({ layer: Number(slider.value) }, true));
+  slider.addEventListener('change', () => ctx.selectLayer(Number(slider.value)));
   const layerControl = h('label', { class: 'control slider' }, h('span', {}, 'Layer'), slider, out);
 
   // ---------------------------------------------------------------- distributions
@@ -101,8 +123,8 @@ export function renderTokens(root: HTMLElement, ctx: PanelContext): void {
     data: {
       labels,
       datasets: [
-        { label: `Visual tokens (${hv ? sum(hv.counts) : 0})`, data: data(hv), backgroundColor: alpha(t.purple, 0.75), borderColor: t.purple, borderWidth: 1 },
-        { label: `Text tokens (${ht ? sum(ht.counts) : 0})`, data: data(ht), backgroundColor: alpha(t.green, 0.75), borderColor: t.green, borderWidth: 1 },
+        { label: `Visual tokens (${hv ? sum(hv.counts) : 0})`, data: data(hv), backgroundColor: alpha(t.purple, FILL_ALPHA), borderColor: t.purple, borderWidth: 1 },
+        { label: `Text tokens (${ht ? sum(ht.counts) : 0})`, data: data(ht), backgroundColor: alpha(t.green, FILL_ALPHA), borderColor: t.green, borderWidth: 1 },
       ],
     },
     options: {
@@ -154,7 +176,8 @@ function heatStrips(ctx: PanelContext, layer: number, b0: number, b1: number, ed
     const grid = h('div', { class: 'strip', id: `strip-${name}`, role: 'grid', 'aria-label': `${name} token TIS distribution per layer` });
     grid.style.gridTemplateColumns = `3.2em repeat(${b1 - b0 + 1}, minmax(6px, 1fr))`;
     shares.forEach((s, l) => {
-      const rowLabel = h('div', { class: `strip-label status-${r.layers[l]?.status ?? 'retained'}${l === layer ? ' current' : ''}` }, `L${l}`);
+      const rowLabel = h('div', { class: `strip-label status-${r.layers[l]?.status ?? 'retained'}${l === layer ? ' current' : ''}`, 'data-layer': l }, `L${l}`);
+      rowLabel.addEventListener('click', () => ctx.selectLayer(l));
       grid.append(rowLabel);
       for (let b = b0; b <= b1; b++) {
         const cell = h('div', {
@@ -163,7 +186,7 @@ function heatStrips(ctx: PanelContext, layer: number, b0: number, b1: number, ed
           'data-layer': l,
         });
         cell.style.backgroundColor = s[b] > 0 ? alpha(name === 'visual' ? ctx.theme.purple : ctx.theme.green, 0.12 + 0.88 * Math.sqrt(s[b] / max)) : 'transparent';
-        cell.addEventListener('click', () => ctx.setUi({ layer: l }, true));
+        cell.addEventListener('click', () => ctx.selectLayer(l));
         grid.append(cell);
       }
     });
