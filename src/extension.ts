@@ -2,7 +2,8 @@
 // commands. Behaviour lives in src/host/.
 
 import * as vscode from 'vscode';
-import { Commands } from './host/commands';
+import { AskPanel } from './host/askPanel';
+import { Commands, LAST_CALIB } from './host/commands';
 import { EngineClient } from './host/engineClient';
 import { LayersView } from './host/layersView';
 import { log } from './host/log';
@@ -10,7 +11,7 @@ import { Panels } from './host/panels';
 import { ReportEditorProvider } from './host/reportEditor';
 import { RunManager } from './host/runManager';
 import { RunsView } from './host/runsView';
-import { logSettingChanges } from './host/settings';
+import { logSettingChanges, pathSetting } from './host/settings';
 
 export function activate(ctx: vscode.ExtensionContext): void {
   const out = log();
@@ -27,6 +28,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   });
   commands = new Commands(ctx, runs, layers, panels);
   const show = commands.showReportInLayers.bind(commands);
+  // Ask both models (issue 15): its images come from the report's calibration file, else these.
+  const ask = new AskPanel(ctx, runs, () => pathSetting('calibrationData') ?? ctx.globalState.get<string>(LAST_CALIB));
+  ctx.subscriptions.push(ask, ask.register());
   ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
   const last = layers.lastReport();
   if (last) commands.showReportInLayers(last);

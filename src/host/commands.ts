@@ -17,7 +17,7 @@ import { InspectResult, RunManager, RunRecord } from './runManager';
 import * as settings from './settings';
 
 const LAST_RATIO = 'shortLvlm.lastRatio';
-const LAST_CALIB = 'shortLvlm.lastCalibration';
+export const LAST_CALIB = 'shortLvlm.lastCalibration';
 const LAST_EVAL = 'shortLvlm.lastEvaluation';
 const BROWSE = '$(folder-opened) Browse...';
 

@@ -94,6 +94,10 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
         case 'selectLayers':
           host.selectLayers(reportPath, m.layers);
           return;
+        case 'openAsk':
+          // "Ask both models" on this report's pruned package (issue 15).
+          void vscode.commands.executeCommand('shortLvlm.askBoth', vscode.Uri.file(path.dirname(reportPath)));
+          return;
       }
     }),
   );

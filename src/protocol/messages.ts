@@ -3,7 +3,7 @@
 // Node IPC with these JSON messages, derived from the EngineApi so that each request's result
 // type follows from its job. Webviews receive a report and render one panel kind.
 
-import type { EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
+import type { AskResult, EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
 import type { BenchmarkReport, Report } from './report';
 
 // ---------------------------------------------------------------- host -> engine
@@ -65,4 +65,44 @@ export type WebviewToHost =
   | { type: 'ready' }
   | { type: 'requestImage'; sample: number }
   | { type: 'openPanel'; panel: PanelKind }
-  | { type: 'selectLayers'; layers: number[] };
+  | { type: 'selectLayers'; layers: number[] }
+  | { type: 'openAsk' };
+
+// ---------------------------------------------------------------- ask both models (issue 15)
+// Its own page (dist/askWebview.js) and panel: it shows two models' answers, not a report.
+
+export const ASK_PAGE = 'ask';
+export const ASK_VIEW_TYPE = 'shortLvlm.ask';
+export const ASK_TITLE = 'Ask Both Models';
+/** What a webview page shows: one of the report panels, or the ask page. */
+export type WebviewPage = PanelKind | typeof ASK_PAGE;
+
+/** An image the user can ask about; calibration images carry their calibration question. */
+export interface AskImage {
+  path: string;
+  label: string;
+  source: 'calibration' | 'workspace' | 'chosen';
+  question?: string;
+}
+
+export interface AskTarget {
+  original: string;
+  pruned: string;
+  originalLayers?: number;
+  prunedLayers?: number;
+  removed?: number[];
+}
+
+export type HostToAsk =
+  | { type: 'askSetup'; target: AskTarget; images: AskImage[] }
+  | { type: 'askImage'; path: string; dataUri: string }
+  | { type: 'askProgress'; stage: string; done: number; total: number }
+  | { type: 'askAnswer'; result: AskResult }
+  | { type: 'askFailed'; message: string; cancelled?: boolean };
+
+export type AskToHost =
+  | { type: 'ready' }
+  | { type: 'askPreview'; path: string }
+  | { type: 'askBrowse' }
+  | { type: 'ask'; image: string; question: string; maxNewTokens: number; topK: number }
+  | { type: 'askCancel' };

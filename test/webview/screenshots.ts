@@ -1,4 +1,4 @@
-// Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
+// Screenshots of the four panels (and the ask-both page) in Light+ and Dark+ for the README, from a real report of the
 // tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png; with a model
 // and a prefix, of another package (e.g. the Qwen2-VL miniature, Dark+ only):
 //   npm run build && node out/test/webview/screenshots.js [outDir] [model prefix]
@@ -7,12 +7,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { PanelKind } from '../../src/protocol/messages';
+import { askScreenshot, makeAskFixture } from './askFixture';
 import { makeFixtures } from './fixtures';
 import { launchChromium, openPanel, REPO, startServer } from './harness';
 
 export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
   const fx = await makeFixtures({ sweep: true, model });
+  const ask = model ? undefined : await makeAskFixture();
   const server = await startServer();
   const browser = await launchChromium();
   const written: string[] = [];
@@ -30,11 +32,18 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
         written.push(file);
         await p.page.close();
       }
+      // Issue 15: the ask-both page (docs/screenshots/ask-{light,dark}.png), bundled model only.
+      if (ask) {
+        const file = path.join(outDir, `ask-${theme}.png`);
+        await askScreenshot(browser, server.origin, theme, file, ask);
+        written.push(file);
+      }
     }
   } finally {
     await browser.close();
     await server.close();
     fs.rmSync(fx.dir, { recursive: true, force: true });
+    if (ask) fs.rmSync(ask.dir, { recursive: true, force: true });
   }
   return written;
 }
