@@ -8,7 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { fork } from 'child_process';
+import { fork, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -170,6 +170,33 @@ test('bad inputs give one-line errors before any model is loaded', async () => {
       return true;
     });
   }
+});
+
+test('the CLI twin: usage errors exit 2, job errors exit 1, each one line on stderr; --json answers', () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(repo, 'dist', 'cli.js'), 'ask', ...args], { encoding: 'utf8' });
+  const image = path.join(data, 'images/eval_0000.png');
+  const cases: [string[], number, RegExp][] = [
+    [['--image', image, '--question', 'q'], 2, /^short-lvlm: ask needs --pruned <model>, --image <file> and --question "\.\.\." \(see short-lvlm ask --help\)$/],
+    [[pruned, '--pruned', pruned, '--image', image, '--question', 'q'], 2, /ask takes no model argument, only options; unexpected/],
+    [['--original', original, '--pruned', pruned, '--image', image, '--question', 'q', '--top-k', '0'], 2, /^short-lvlm: --top-k: must be an integer in \[1, 20\], got "0"$/],
+    [['--original', original, '--pruned', pruned, '--image', path.join(repo, 'README.md'), '--question', 'q'], 1, /^short-lvlm: cannot read image .*README\.md: /],
+    [['--original', original, '--pruned', path.join(tmp, 'gone'), '--image', image, '--question', 'q'], 1, /^short-lvlm: pruned model .*gone: no such file or folder$/],
+  ];
+  for (const [args, code, re] of cases) {
+    const r = cli(...args, '--quiet');
+    assert.equal(r.status, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr.trim(), re);
+    assert.equal(r.stdout, '');
+  }
+  const ok = cli('--original', original, '--pruned', pruned, '--image', image, '--question', 'Is there a green circle in the image?', '--json', '--quiet', '--top-k', '3');
+  assert.equal(ok.status, 0, ok.stderr);
+  const r = JSON.parse(ok.stdout) as AskResult;
+  assert.equal(r.original.steps[0].top.length, 3);
+  assert.equal(r.original.text, 'no', 'the reference answer of pope-000 (PyTorch: "no")');
+  const help = cli('--help');
+  assert.match(help.stdout, /^usage: .* ask \[options\]/);
+  assert.match(help.stdout, /--original <model>/);
 });
 
 test('a cancel at any check rejects the job and nothing of it runs afterwards', async () => {

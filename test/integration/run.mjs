@@ -4,7 +4,7 @@
 // installs it into an empty extensions folder. Scenario: prune the bundled tiny model from the
 // explorer's context menu, check the output package, open the report and its panels and read
 // the webviews' text, benchmark, cancel a run, survive an engine crash, prune a hand-made
-// choice. Prints "N passed, N failed".
+// choice, ask both models a question from the Runs view. Prints "N passed, N failed".
 //
 // Every wait is on a state (a log line, a file, a DOM element), with generous limits: a loaded
 // 2-core machine makes each step slower, never different. IT_TIMEOUT_SCALE multiplies them.
@@ -515,6 +515,43 @@ async function main() {
     const chosen = (removed.includes(11) ? removed.filter((l) => l !== 11) : [...removed, 11]).sort((a, b) => a - b);
     const out = path.join(ws, 'models', `tiny-llava-short-lvlm-l${chosen.join('-')}`);
     assert(fs.existsSync(path.join(out, 'onnx', 'decoder_model_merged.onnx')), `no ${out} (models: ${fs.readdirSync(path.join(ws, 'models')).join(', ')})`);
+  });
+
+  // ---------------------------------------------------------------- issue 15: ask both models
+  await step('Ask Both Models from a run in the Runs view: both models answer a calibration question', async () => {
+    await palette('View: Show Short-LVLM');
+    const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
+    const row = runs.locator('.monaco-list-row', { hasText: /tiny-llava-short-lvlm-svl-r0\.3(?![-\d])/ }).first();
+    await waitFor('the first run in the Runs view', () => row.isVisible(), 20000);
+    await row.hover();
+    const action = row.locator('.action-label[aria-label^="Ask Both Models"]');
+    await waitFor('the run\'s inline "Ask Both Models" action', () => action.isVisible(), 10000, 200);
+    await action.click();
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: 'Ask Both Models: tiny-llava-short-lvlm-svl-r0.3' }).first().isVisible(), 30000, 300);
+    const frame = await waitFor(
+      'the ask page with a calibration image and its question',
+      async () => {
+        for (const { frame } of await webviewTexts()) {
+          if (!(await frame.locator('#ask-question').count())) continue;
+          if ((await frame.locator('#ask-question').inputValue()).trim() && (await frame.locator('.ask-preview img').count())) return frame;
+        }
+      },
+      60000,
+      500,
+    );
+    const question = await frame.locator('#ask-question').inputValue();
+    const image = await frame.locator('.ask-preview figcaption').innerText();
+    assert(/^calib_\d+\.png$/.test(image), `the first image offered should be a calibration image, got "${image}"`);
+    await frame.locator('#ask-run').click();
+    await waitFor('both answers', async () => (await frame.locator('#ask-pruned-text').count()) > 0 || (await frame.locator('#ask-status.ask-error').count()) > 0, 120000, 500);
+    assert(!(await frame.locator('#ask-status.ask-error').count()), `the ask failed: ${await frame.locator('#ask-status').innerText().catch(() => '')}`);
+    const original = (await frame.locator('#ask-original-text').innerText()).trim();
+    const pruned = (await frame.locator('#ask-pruned-text').innerText()).trim();
+    const kl = (await frame.locator('#ask-kl-first').innerText()).trim();
+    assert(original && pruned, `both answers shown: "${original}" / "${pruned}"`);
+    assert(/^\d[\d.e+-]* nats$/.test(kl), `first-token KL shown, got "${kl}"`);
+    assert((await frame.locator('#ask-detail table').count()) === 2, 'the top-k of both models at the first step');
+    say(`  ${image} "${question}": original "${original}", pruned "${pruned}", KL first token ${kl}`);
   });
 }
 
