@@ -553,6 +553,33 @@ async function main() {
     assert((await frame.locator('#ask-detail table').count()) === 2, 'the top-k of both models at the first step');
     say(`  ${image} "${question}": original "${original}", pruned "${pruned}", KL first token ${kl}`);
   });
+
+  await step('Ask Both Models from the report: the panels\' header button opens it on the report\'s pruned model', async () => {
+    await palette('View: Close All Editors');
+    await waitFor('no ask tab', async () => (await page.locator('.tab', { hasText: 'Ask Both Models:' }).count()) === 0, 20000, 300);
+    await palette('Short-LVLM: Show Report Panel...');
+    await quickInput(/panel for/);
+    await page.keyboard.type('Layer Redundancy');
+    await page.keyboard.press('Enter');
+    const button = await waitFor(
+      'the report panel\'s "Ask Both Models" button',
+      async () => {
+        for (const { frame } of await webviewTexts()) if (await frame.locator('#open-ask').count()) return frame.locator('#open-ask');
+      },
+      60000,
+      500,
+    );
+    await button.click();
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: /Ask Both Models: tiny-llava-short-lvlm-/ }).first().isVisible(), 30000, 300);
+    await waitFor(
+      'the ask page',
+      async () => {
+        for (const { frame } of await webviewTexts()) if (await frame.locator('#ask-question').count()) return true;
+      },
+      60000,
+      500,
+    );
+  });
 }
 
 async function cleanup() {
