@@ -100,7 +100,13 @@ async function stepProbs(m: TjsModel, item: { image: string; question: string },
   const ids = [...(inputs.input_ids.data as BigInt64Array), ...tokens.map(BigInt)];
   const input_ids = new m.t.Tensor('int64', BigInt64Array.from(ids), [1, ids.length]);
   const attention_mask = new m.t.Tensor('int64', new BigInt64Array(ids.length).fill(1n), [1, ids.length]);
-  const out = await m.model({ ...inputs, input_ids, attention_mask });
+  // Other per-token inputs (Gemma 3's token_type_ids) grow with text tokens (0).
+  const perToken = Object.fromEntries(
+    Object.entries(inputs as Record<string, any>)
+      .filter(([k, v]) => !['input_ids', 'attention_mask'].includes(k) && v?.dims?.length === 2 && v.dims[1] === S && v.type === 'int64')
+      .map(([k, v]) => [k, new m.t.Tensor('int64', BigInt64Array.from([...(v.data as BigInt64Array), ...tokens.map(() => 0n)]), [1, ids.length])]),
+  );
+  const out = await m.model({ ...inputs, input_ids, attention_mask, ...perToken });
   const V = out.logits.dims[2];
   const data = out.logits.data as Float32Array;
   return Array.from({ length: tokens.length + 1 }, (_, i) => probs(data.subarray((S - 1 + i) * V, (S + i) * V)));
@@ -113,22 +119,25 @@ async function generated(m: TjsModel, item: { image: string; question: string },
   return Array.from(out.data as BigInt64Array, Number).slice(inputs.input_ids.dims[1]);
 }
 
-test('answers equal transformers.js generation; every step, and the pruned model along the original answer, equal a plain forward', async () => {
-  const byId = new Map(loadEval(path.join(data, 'eval.jsonl')).map((i) => [i.id, i]));
-  // mcq-008: the pruned model answers otherwise (d instead of c), so it reads the original's answer in a second pass.
-  const items = ['mcq-008', 'count-000'].map((id) => byId.get(id)!);
-  const tjs = { original: await loadWithTransformersJs(original), pruned: await loadWithTransformersJs(pruned) };
+/**
+ * Asks `items` of both packages and checks every answer against transformers.js: the tokens
+ * equal its own generation, every step's top-k its plain forward, and the pruned model along
+ * the original's answer (and the KL there) its plain forward of the pruned package on the
+ * original's tokens. Returns how many answers differed.
+ */
+async function againstTransformersJs(orig: string, prun: string, items: { id: string; image?: string; question: string }[], maxNewTokens: number): Promise<number> {
+  const tjs = { original: await loadWithTransformersJs(orig), pruned: await loadWithTransformersJs(prun) };
   let diverged = 0;
   try {
     for (const item of items) {
       const q = { image: item.image!, question: item.question };
-      const r: AskResult = await askJob({ original, pruned, ...q, maxNewTokens: 6, topK: 4 });
+      const r: AskResult = await askJob({ original: orig, pruned: prun, ...q, maxNewTokens, topK: 4 });
       for (const side of ['original', 'pruned'] as const) {
         const a = r[side];
         const ids = a.steps.map((s) => s.id);
-        const want = await generated(tjs[side], q, 6);
+        const want = await generated(tjs[side], q, maxNewTokens);
         assert.deepEqual(ids, want.slice(0, ids.length), `${item.id} ${side}: the same tokens as transformers.js`);
-        assert.equal(a.stop, ids.length < 6 ? 'eos' : 'limit');
+        assert.equal(a.stop, ids.length < maxNewTokens ? 'eos' : 'limit');
         if (a.stop === 'eos') assert.ok(a.steps.at(-1)!.eos && !a.steps.slice(0, -1).some((s) => s.eos));
         const ref = await stepProbs(tjs[side], q, ids.filter((_, i) => !a.steps[i].eos));
         a.steps.forEach((s, i) => checkStep(s, ref[i], `${item.id} ${side} step ${i + 1}`));
@@ -148,7 +157,27 @@ test('answers equal transformers.js generation; every step, and the pruned model
     await tjs.original.dispose();
     await tjs.pruned.dispose();
   }
-  assert.equal(diverged, 1, 'one item where the answers differ (the second pass is exercised)');
+  return diverged;
+}
+
+test('answers equal transformers.js generation; every step, and the pruned model along the original answer, equal a plain forward', async () => {
+  const byId = new Map(loadEval(path.join(data, 'eval.jsonl')).map((i) => [i.id, i]));
+  // mcq-008: the pruned model answers otherwise (d instead of c), so it reads the original's answer in a second pass.
+  const items = ['mcq-008', 'count-000'].map((id) => byId.get(id)!);
+  assert.equal(await againstTransformersJs(original, pruned, items, 6), 1, 'one item where the answers differ (the second pass is exercised)');
+});
+
+test('other families (Gemma 3, Qwen2-VL M-RoPE) answer through their own class, as transformers.js does', async () => {
+  const item = { id: 'eval_0258', image: path.join(data, 'images/eval_0258.png'), question: 'What colour is the square?' };
+  let diverged = 0;
+  for (const family of ['tiny-gemma3', 'tiny-qwen2vl']) {
+    const orig = path.join(repo, 'models', family);
+    const prun = path.join(tmp, `${family}-pruned`);
+    await pruneJob({ model: orig, out: prun, options: { layers: [1], scp: false } });
+    diverged += await againstTransformersJs(orig, prun, [item], 4);
+  }
+  // Gemma 3 without layer 1 answers "yellow" where the original says "blue".
+  assert.ok(diverged >= 1, 'a family where the answers differ');
 });
 
 test('bad inputs give one-line errors before any model is loaded', async () => {
