@@ -100,6 +100,7 @@ describe('ask page in Chromium', { skip: !fs.existsSync(CHROMIUM) && `no Chromiu
       assert.equal(await page.locator('.ask-chip[data-side="pruned"]').count(), r.pruned.steps.length);
       assert.match((await page.textContent('#ask-kl-first'))!, new RegExp(`^${String(Number(r.kl.first.toPrecision(3))).replace('.', '\\.')}`));
       assert.equal(await page.textContent('#ask-same'), 'no');
+      assert.equal(await page.textContent('#ask-asked'), `Asked about eval_0258.png: “${fx.question}”`);
       // Every step of either answer: its top-k as the engine gave it, the other column in step.
       const tables = async () =>
         page.$$eval('#ask-detail table', (ts) => ts.map((t) => ({ caption: t.querySelector('caption')!.textContent, rows: Array.from(t.querySelectorAll('tbody tr')).map((tr) => Array.from(tr.querySelectorAll('td')).slice(0, 2).map((td) => td.textContent)) })));

@@ -191,6 +191,7 @@ function answers(r: AskResult): HTMLElement {
     'section',
     { class: 'card ask-summary' },
     h('h2', {}, 'How far apart'),
+    h('p', { class: 'hint', id: 'ask-asked' }, `Asked about ${basename(r.image)}: “${r.question}”`),
     h(
       'dl',
       { class: 'facts' },
