@@ -16,8 +16,8 @@ import { describeError } from './protocol/errorText';
 import { stderrProgress } from './engine/progress';
 import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
 import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
-import { ASK_LIMITS, RunOptions } from './protocol/engineApi';
-import { allowedText, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
+import type { RunOptions } from './protocol/engineApi';
+import { allowedText, ASK_OPTION_SPECS, DEFAULT_ASK_OPTIONS, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
 import type { PruneOptions } from './protocol/report';
 import { version } from '../package.json';
 
@@ -42,6 +42,7 @@ function tableFlags(table: Record<string, OptionSpec>, defaults: Record<string, 
 /** prune's method options (PruneOptions) and every job's run options. */
 const optionFlags = tableFlags(PRUNE_OPTION_SPECS, { ...DEFAULT_PRUNE_OPTIONS });
 const runFlags = tableFlags(RUN_OPTION_SPECS, { ...DEFAULT_RUN_OPTIONS });
+const askFlags = tableFlags(ASK_OPTION_SPECS, { ...DEFAULT_ASK_OPTIONS });
 
 const COMMANDS: Record<string, CommandSpec> = {
   inspect: {
@@ -130,8 +131,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       { name: 'pruned', arg: '<model>', help: 'the pruned model' },
       { name: 'image', arg: '<file>', help: 'the image the question is about' },
       { name: 'question', arg: '<text>', help: 'the question' },
-      { name: 'max-new-tokens', arg: 'n', help: `answer length bound; ${ASK_LIMITS.maxNewTokens.min}-${ASK_LIMITS.maxNewTokens.max} (default ${ASK_LIMITS.maxNewTokens.default})` },
-      { name: 'top-k', arg: 'k', help: `probabilities listed per step; ${ASK_LIMITS.topK.min}-${ASK_LIMITS.topK.max} (default ${ASK_LIMITS.topK.default})` },
+      ...askFlags,
       ...runFlags.filter((f) => f.key !== 'execution'),
       common.json,
       common.quiet,
@@ -249,17 +249,8 @@ async function ask(p: Parsed): Promise<void> {
   const image = str(p, 'image');
   const question = str(p, 'question');
   if (!pruned || !image || question === undefined) throw new UsageError('ask needs --pruned <model>, --image <file> and --question "..."', 'ask');
-  const { maxNewTokens: mt, topK: tk } = ASK_LIMITS;
   const r = await askJob(
-    {
-      original: str(p, 'original'),
-      pruned,
-      image,
-      question,
-      maxNewTokens: str(p, 'max-new-tokens') === undefined ? undefined : parseNumberValue('--max-new-tokens', { kind: 'integer', min: mt.min, max: mt.max }, str(p, 'max-new-tokens')!),
-      topK: str(p, 'top-k') === undefined ? undefined : parseNumberValue('--top-k', { kind: 'integer', min: tk.min, max: tk.max }, str(p, 'top-k')!),
-      ...runOptions(p),
-    },
+    { original: str(p, 'original'), pruned, image, question, ...tableValues(p, askFlags), ...runOptions(p) },
     { onProgress: stderrProgress(has(p, 'quiet')) },
   );
   for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
@@ -293,7 +284,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** An option error from the engine names an option's field: say it as the flag the user typed. */
 function asFlag(e: OptionError): string {
-  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS, ...ASK_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
   return spec ? `--${spec.flag}: ${e.detail}` : e.message;
 }
 

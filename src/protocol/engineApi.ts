@@ -114,15 +114,13 @@ export interface BenchOutcome {
 
 // ---------------------------------------------------------------- ask both models (issue 15)
 
-/** Bounds of `ask`: new tokens per answer and probabilities listed per step. */
-export const ASK_LIMITS = { maxNewTokens: { min: 1, max: 256, default: 24 }, topK: { min: 1, max: 20, default: 5 } } as const;
-
 export interface AskArgs extends RunOptions {
   /** The model the pruned one was made from; default: the one its report names. */
   original?: string;
   pruned: string;
   image: string;
   question: string;
+  /** options.ts ASK_OPTION_SPECS: bounds and defaults. */
   maxNewTokens?: number;
   topK?: number;
 }

@@ -189,7 +189,7 @@ test('bad inputs give one-line errors before any model is loaded', async () => {
     [{ original, pruned, image: data, question: 'q' }, /is a folder, not an image file$/],
     [{ original, pruned, image, question: '   ' }, /^the question is empty$/],
     [{ pruned: path.join(tmp, 'tiny-llava-pruned'), image, question: 'q' }, /has no short-lvlm-report\.json naming its original/],
-    [{ original, pruned, image, question: 'q', maxNewTokens: 0 }, /maxNewTokens: must be an integer in \[1, 256\], got 0/],
+    [{ original, pruned, image, question: 'q', maxNewTokens: 0 }, /^maxNewTokens: must be an integer in \[1, 256\], got "0"$/],
     [{ original: path.join(repo, 'data'), pruned, image, question: 'q' }, /^original model .*data: /],
   ];
   for (const [args, re] of cases) {

@@ -6,7 +6,7 @@
 // the last answer survive a reload (webview state).
 
 import type { AskResult, AskStep, TokenProb } from '../../src/protocol/engineApi';
-import { ASK_LIMITS } from '../../src/protocol/engineApi';
+import { ASK_OPTION_SPECS, DEFAULT_ASK_OPTIONS } from '../../src/protocol/options';
 import { ASK_TITLE, AskImage, AskTarget, AskToHost, HostToAsk } from '../../src/protocol/messages';
 import { h } from '../dom';
 import { basename, layerList, sig } from '../format';
@@ -30,7 +30,7 @@ const api =
 const post = (m: AskToHost) => api.postMessage(m);
 
 const saved = api.getState() as AskState | undefined;
-let state: AskState = saved?.version === 1 ? saved : { version: 1, images: [], question: '', maxNewTokens: ASK_LIMITS.maxNewTokens.default, topK: ASK_LIMITS.topK.default };
+let state: AskState = saved?.version === 1 ? saved : { version: 1, images: [], question: '', ...DEFAULT_ASK_OPTIONS };
 let running = false;
 let status: { text: string; error?: boolean } | undefined;
 const previews = new Map<string, string>();
@@ -68,7 +68,7 @@ function setup(): HTMLElement {
     }
   });
   const number = (id: string, label: string, key: 'maxNewTokens' | 'topK') => {
-    const b = ASK_LIMITS[key];
+    const b = { ...ASK_OPTION_SPECS[key], default: DEFAULT_ASK_OPTIONS[key] };
     const input = h('input', { id, type: 'number', min: b.min, max: b.max, step: 1, value: state[key], 'aria-label': label }) as HTMLInputElement;
     input.addEventListener('change', () => {
       const v = Math.round(Number(input.value));

@@ -12,9 +12,9 @@ import * as path from 'path';
 import { Answerer, klFromLogits, openAnswerer } from '../bench/evaluate';
 import type { ChatMessage, Encoded, Generation } from '../runtime/vlmFrontend';
 import type { JobHooks } from '../method/shortLvlm';
-import { ASK_LIMITS, AskAnswer, AskArgs, AskResult, AskStep, TokenProb } from '../../protocol/engineApi';
+import type { AskAnswer, AskArgs, AskResult, AskStep, TokenProb } from '../../protocol/engineApi';
 import { REPORT_FILE } from '../../protocol/files';
-import { OptionError } from '../../protocol/options';
+import { ASK_OPTION_SPECS, DEFAULT_ASK_OPTIONS, parseNumberValue } from '../../protocol/options';
 
 export type { AskArgs, AskResult };
 
@@ -58,11 +58,9 @@ export function originalFromReport(pruned: string): string | undefined {
   }
 }
 
-function bounded(name: 'maxNewTokens' | 'topK', value: number | undefined): number {
-  const b = ASK_LIMITS[name];
-  if (value === undefined) return b.default;
-  if (!Number.isSafeInteger(value) || value < b.min || value > b.max) throw new OptionError(name, `must be an integer in [${b.min}, ${b.max}], got ${value}`);
-  return value;
+/** An ask option from the API (JSON): checked against its spec, its default when absent. */
+function askOption(name: keyof typeof ASK_OPTION_SPECS, value: unknown): number {
+  return value === undefined ? DEFAULT_ASK_OPTIONS[name] : parseNumberValue(name, ASK_OPTION_SPECS[name], String(value));
 }
 
 /** Checks every input before any model is loaded; errors are one line naming what is wrong. */
@@ -115,8 +113,8 @@ function answerOf(m: Answerer, g: Generation, k: number, loadMs: number): AskAns
 
 export async function askJob(a: AskArgs, hooks: JobHooks = {}): Promise<AskResult> {
   const input = checkInputs(a);
-  const maxNewTokens = bounded('maxNewTokens', a.maxNewTokens);
-  const k = bounded('topK', a.topK);
+  const maxNewTokens = askOption('maxNewTokens', a.maxNewTokens);
+  const k = askOption('topK', a.topK);
   const run = { threads: a.threads, device: a.device };
   const total = 4;
   let done = 0;
