@@ -306,7 +306,7 @@ async function main() {
     await page.locator('.explorer-folders-view').waitFor({ timeout: 30000 * SCALE });
   });
 
-  const out1 = path.join(ws, 'models', 'tiny-llava-short-lvlm-svl-r0.3');
+  const out1 = path.join(ws, 'models', 'tiny-llava-short-lvlm-greedy-r0.3');
   await step('prune from the explorer context menu writes a pruned package', async () => {
     await pruneFromExplorer();
     await waitFor('the progress notification', () => seen(/pruning tiny-llava/i) || seen(/calibrat|prune|scp/i), 60000);
@@ -319,7 +319,11 @@ async function main() {
     assert(report.model.numLayers === 16, `original layers ${report.model.numLayers}`);
     assert(report.removed.length === 5, `expected round(0.3 x 16) = 5 layers removed, got [${report.removed}]`);
     assert(report.output.numLayers === 11, `expected 11 layers left, got ${report.output.numLayers}`);
-    assert(report.calibration.samples === 16, `calibration used ${report.calibration.samples} samples, setting says 16`);
+    // The default (greedy) chooses on some samples and measures on the held-out rest.
+    const m = report.measurement;
+    const used = report.calibration.samples + (m && !m.heldOutInCalibration ? m.heldOutSamples : 0);
+    assert(used === 16, `calibration used ${report.calibration.samples} + ${m?.heldOutSamples} held-out samples, setting says 16`);
+    assert(report.options.method === 'greedy' && m?.heldOutSamples > 0, `the explorer's default is greedy with a held-out slice (${report.options.method})`);
     say(`  removed layers ${report.removed.join(', ')}: ${seen(/pruned tiny-llava/)}`);
   });
 
@@ -333,13 +337,13 @@ async function main() {
     const checked = await layers.locator('.monaco-list-row .monaco-checkbox.checked, .monaco-list-row input[type=checkbox]:checked').count();
     say(`  ${texts.length} layer rows rendered, ${checked} checked`);
     const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
-    await waitFor('a run row', async () => (await runs.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-svl-r0.3' }).count()) > 0, 10000);
+    await waitFor('a run row', async () => (await runs.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-greedy-r0.3' }).count()) > 0, 10000);
   });
 
   await step('Open Report shows the report in the custom editor webview', async () => {
     await palette('Short-LVLM: Open Report...');
     const pick = await quickInput(/open report/i);
-    await waitFor('the report entry', () => pick.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-svl-r0.3' }).first().isVisible(), 10000);
+    await waitFor('the report entry', () => pick.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-greedy-r0.3' }).first().isVisible(), 10000);
     await page.keyboard.press('Enter');
     const text = await waitFor(
       'webview text',
@@ -521,13 +525,13 @@ async function main() {
   await step('Ask Both Models from a run in the Runs view: both models answer a calibration question', async () => {
     await palette('View: Show Short-LVLM');
     const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
-    const row = runs.locator('.monaco-list-row', { hasText: /tiny-llava-short-lvlm-svl-r0\.3(?![-\d])/ }).first();
+    const row = runs.locator('.monaco-list-row', { hasText: new RegExp(`${path.basename(out1).replace(/\./g, '\\.')}(?![-\\d])`) }).first();
     await waitFor('the first run in the Runs view', () => row.isVisible(), 20000);
     await row.hover();
     const action = row.locator('.action-label[aria-label^="Ask Both Models"]');
     await waitFor('the run\'s inline "Ask Both Models" action', () => action.isVisible(), 10000, 200);
     await action.click();
-    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: 'Ask Both Models: tiny-llava-short-lvlm-svl-r0.3' }).first().isVisible(), 30000, 300);
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: `Ask Both Models: ${path.basename(out1)}` }).first().isVisible(), 30000, 300);
     const frame = await waitFor(
       'the ask page with a calibration image and its question',
       async () => {

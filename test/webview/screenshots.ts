@@ -1,6 +1,9 @@
-// Screenshots of the four panels (and the ask-both page) in Light+ and Dark+ for the README, from a real report of the
-// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png; with a model
-// and a prefix, of another package (e.g. the Qwen2-VL miniature, Dark+ only):
+// Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
+// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png, ask-{light,dark}.png
+// (the ask-both page of issue 15), and
+// skipcost-{light,dark}.png: the redundancy panel of a greedy, quality-budget run (measured skip
+// cost beside the cosines, the budget curve); with a model and a prefix, of another package
+// (e.g. the Qwen2-VL miniature, Dark+ only):
 //   npm run build && node out/test/webview/screenshots.js [outDir] [model prefix]
 // (Not a test: it only runs when started directly, never under node --test.)
 
@@ -13,7 +16,7 @@ import { launchChromium, openPanel, REPO, startServer } from './harness';
 
 export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
-  const fx = await makeFixtures({ sweep: true, model });
+  const fx = await makeFixtures({ sweep: true, model, greedy: !model });
   const ask = model ? undefined : await makeAskFixture();
   const server = await startServer();
   const browser = await launchChromium();
@@ -32,6 +35,16 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
         written.push(file);
         await p.page.close();
       }
+      const p = await openPanel(browser, server.origin, 'redundancy', theme, { width: 1100, height: 800, images: fx.images });
+      await p.send({ type: 'show', panel: 'redundancy', report: fx.greedyReport! });
+      await p.page.waitForSelector('#chart-quality-curve');
+      await p.page.waitForTimeout(150);
+      const problems = await p.problems();
+      if (problems.length) throw new Error(`skip cost/${theme}: ${problems.join('; ')}`);
+      const file = path.join(outDir, `skipcost-${theme}.png`);
+      await p.page.screenshot({ path: file, fullPage: true });
+      written.push(file);
+      await p.page.close();
       // Issue 15: the ask-both page (docs/screenshots/ask-{light,dark}.png), bundled model only.
       if (ask) {
         const file = path.join(outDir, `ask-${theme}.png`);
