@@ -29,7 +29,11 @@ const entries = [
   ...(fs.existsSync('src/engine/worker.ts') ? [{ entryPoints: ['src/engine/worker.ts'], outfile: 'dist/engineWorker.js' }] : []),
 ];
 const web = fs.existsSync('webview/main.ts')
-  ? [{ entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js', bundle: true, platform: 'browser', format: 'iife', target: 'es2022', sourcemap: !production, minify: production, logLevel: 'warning' }]
+  ? [
+      { entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js' },
+      // "Ask both models" is its own page (it shows answers, not a report).
+      { entryPoints: ['webview/ask/main.ts'], outfile: 'dist/askWebview.js' },
+    ].map((e) => ({ ...e, bundle: true, platform: 'browser', format: 'iife', target: 'es2022', sourcemap: !production, minify: production, logLevel: 'warning' }))
   : [];
 
 const configs = [...entries.map((e) => ({ ...node, ...e })), ...web];

@@ -9,13 +9,15 @@ import { CommandSpec, commandHelp, parseCommand, Parsed, UsageError } from './cl
 import { formatInspect, inspectModel } from './engine/commands/inspect';
 import { benchJob, pruneJob } from './engine/jobs';
 import { formatBenchTable } from './engine/bench/format';
+import { askJob } from './engine/commands/ask';
+import { formatAsk } from './engine/commands/askFormat';
 import { METHOD_SPECS, sweepJob } from './engine/bench/sweep';
 import { describeError } from './protocol/errorText';
 import { stderrProgress } from './engine/progress';
 import { installExitCleanup, sweepStaleScratch } from './engine/scratch';
 import { OUTPUT_INFIX, RECIPE_FILE, REPORT_FILE } from './protocol/files';
 import type { RunOptions } from './protocol/engineApi';
-import { allowedText, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
+import { allowedText, ASK_OPTION_SPECS, DEFAULT_ASK_OPTIONS, DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, OptionError, OptionSpec, parseNumberValue, parseSpecValue, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from './protocol/options';
 import type { PruneOptions } from './protocol/report';
 import { version } from '../package.json';
 
@@ -40,6 +42,7 @@ function tableFlags(table: Record<string, OptionSpec>, defaults: Record<string, 
 /** prune's method options (PruneOptions) and every job's run options. */
 const optionFlags = tableFlags(PRUNE_OPTION_SPECS, { ...DEFAULT_PRUNE_OPTIONS });
 const runFlags = tableFlags(RUN_OPTION_SPECS, { ...DEFAULT_RUN_OPTIONS });
+const askFlags = tableFlags(ASK_OPTION_SPECS, { ...DEFAULT_ASK_OPTIONS });
 
 const COMMANDS: Record<string, CommandSpec> = {
   inspect: {
@@ -115,6 +118,29 @@ const COMMANDS: Record<string, CommandSpec> = {
       common.quiet,
     ],
     json: 'one JSON document on one line (the same as --out writes).',
+  },
+  // ---- ask both models (issue 15)
+  ask: {
+    name: 'ask',
+    brief: 'the original and the pruned model answer one question about an image, side by side',
+    positionals: { name: 'model', min: 0, max: 0 },
+    forms: ['--pruned <model> --image <file> --question "..." (the original from the pruned model\'s report)'],
+    summary: [
+      'Greedy answers of the original and the pruned model to one question about one image, through each',
+      "package's chat template and processor, with the top-k next-token probabilities of every step and the KL",
+      "divergence KL(original || pruned) along the original's answer. The models are loaded one at a time.",
+    ].join('\n'),
+    flags: [
+      { name: 'original', arg: '<model>', help: `the model before pruning (default: the one the pruned model's ${REPORT_FILE} names)` },
+      { name: 'pruned', arg: '<model>', help: 'the pruned model' },
+      { name: 'image', arg: '<file>', help: 'the image the question is about' },
+      { name: 'question', arg: '<text>', help: 'the question' },
+      ...askFlags,
+      ...runFlags.filter((f) => f.key !== 'execution'),
+      common.json,
+      common.quiet,
+    ],
+    json: 'one JSON document on one line: {question, image, prompt, original, pruned, kl: {first, mean, steps}, prunedAlongOriginal, loading, warnings?}; each answer has its text and steps [{id, text, p, eos?, top: [{id, text, p}]}].',
   },
 };
 
@@ -241,7 +267,21 @@ async function sweep(p: Parsed): Promise<void> {
   process.stdout.write((has(p, 'json') ? JSON.stringify(result) : result.table) + '\n');
 }
 
-const RUN: Record<string, (p: Parsed) => Promise<void>> = { inspect, prune, bench, sweep };
+// ---- ask both models (issue 15)
+async function ask(p: Parsed): Promise<void> {
+  const pruned = str(p, 'pruned');
+  const image = str(p, 'image');
+  const question = str(p, 'question');
+  if (!pruned || !image || question === undefined) throw new UsageError('ask needs --pruned <model>, --image <file> and --question "..."', 'ask');
+  const r = await askJob(
+    { original: str(p, 'original'), pruned, image, question, ...tableValues(p, askFlags), ...runOptions(p) },
+    { onProgress: stderrProgress(has(p, 'quiet')) },
+  );
+  for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
+  process.stdout.write((has(p, 'json') ? JSON.stringify(r) : formatAsk(r)) + '\n');
+}
+
+const RUN: Record<string, (p: Parsed) => Promise<void>> = { inspect, prune, bench, sweep, ask };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -268,7 +308,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** An option error from the engine names an option's field: say it as the flag the user typed. */
 function asFlag(e: OptionError): string {
-  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
+  const spec = ({ ...PRUNE_OPTION_SPECS, ...RUN_OPTION_SPECS, ...ASK_OPTION_SPECS } as Record<string, OptionSpec>)[e.option];
   return spec ? `--${spec.flag}: ${e.detail}` : e.message;
 }
 

@@ -2,7 +2,8 @@
 // commands. Behaviour lives in src/host/.
 
 import * as vscode from 'vscode';
-import { Commands } from './host/commands';
+import { AskPanel } from './host/askPanel';
+import { Commands, LAST_CALIB } from './host/commands';
 import { EngineClient } from './host/engineClient';
 import { LayersView } from './host/layersView';
 import { LinkedSelection } from './host/linkedSelection';
@@ -11,7 +12,7 @@ import { Panels } from './host/panels';
 import { ReportEditorProvider } from './host/reportEditor';
 import { RunManager } from './host/runManager';
 import { RunsView } from './host/runsView';
-import { logSettingChanges } from './host/settings';
+import { logSettingChanges, pathSetting } from './host/settings';
 import { JobStatusBar } from './host/statusBar';
 import { Walkthrough } from './host/walkthrough';
 
@@ -32,6 +33,9 @@ export function activate(ctx: vscode.ExtensionContext): void {
   const show = commands.showReportInLayers.bind(commands);
   // Issue 15: one selected layer and one set of ticks across the panels and the Layers view.
   const linked = new LinkedSelection(layers, show);
+  // Ask both models (issue 15): its images come from the report's calibration file, else these.
+  const ask = new AskPanel(ctx, runs, () => pathSetting('calibrationData') ?? ctx.globalState.get<string>(LAST_CALIB));
+  ctx.subscriptions.push(ask, ask.register());
   ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, linked, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
   // Issue 15: the running job in the status bar, and the Getting Started walkthrough's commands.
   ctx.subscriptions.push(new JobStatusBar(runs), new Walkthrough(ctx, runs, (m) => layers.show(m)));

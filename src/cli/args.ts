@@ -94,15 +94,15 @@ export function parseCommand(spec: CommandSpec, args: string[]): Parsed {
   if (!help) {
     const { name, min, max } = spec.positionals;
     if (positionals.length < min) throw new UsageError(`${spec.name} needs ${min === 1 && max === 1 ? 'a' : 'at least one'} ${name}`, spec.name);
-    if (positionals.length > max) throw new UsageError(`${spec.name} takes ${max === 1 ? 'one' : `at most ${max}`} ${name}; unexpected "${positionals[max]}"`, spec.name);
+    if (positionals.length > max) throw new UsageError(`${spec.name} takes ${max === 0 ? 'no' : max === 1 ? 'one' : `at most ${max}`} ${name}${max === 0 ? ' argument, only options' : ''}; unexpected "${positionals[max]}"`, spec.name);
   }
   return { positionals, values, help };
 }
 
 /** `prune --help`: the forms, the summary, every flag with its help, and what --json prints. */
 export function commandHelp(spec: CommandSpec, program: string): string {
-  const pos = spec.positionals.max > 1 ? `<${spec.positionals.name}> [<${spec.positionals.name}> ...]` : `<${spec.positionals.name}>`;
-  const lines = [`usage: ${program} ${spec.name} ${pos} [options]`, ...(spec.forms ?? []).map((f) => `       ${program} ${spec.name} ${f}`), '', spec.summary, '', 'options:'];
+  const pos = spec.positionals.max > 1 ? ` <${spec.positionals.name}> [<${spec.positionals.name}> ...]` : spec.positionals.max === 1 ? ` <${spec.positionals.name}>` : '';
+  const lines = [`usage: ${program} ${spec.name}${pos} [options]`, ...(spec.forms ?? []).map((f) => `       ${program} ${spec.name} ${f}`), '', spec.summary, '', 'options:'];
   const left = spec.flags.map((f) => `  --${f.name}${f.arg ? ` ${f.arg}` : ''}`);
   const width = Math.min(30, Math.max('  -h, --help'.length, ...left.map((l) => l.length)) + 2);
   spec.flags.forEach((f, i) => lines.push(left[i].length >= width ? `${left[i]}\n${' '.repeat(width)}${f.help}` : `${left[i].padEnd(width)}${f.help}`));

@@ -3,6 +3,7 @@
 // result has the type the host expects. A cancel makes the running job throw at its next
 // check; the job's own cleanup (temporary folder removal) runs before the error is reported.
 
+import { askJob } from './commands/ask';
 import { inspectModel } from './commands/inspect';
 import { describeError } from '../protocol/errorText';
 import { benchJob, pruneJob } from './jobs';
@@ -36,6 +37,7 @@ function handlers(id: number): JobHandlers {
     inspect: (a) => inspectModel(a.model),
     prune: (a) => pruneJob(a, hooks),
     bench: (a) => benchJob(a, hooks),
+    ask: (a) => askJob(a, hooks),
   };
 }
 

@@ -21,7 +21,7 @@ import * as settings from './settings';
 import { pruneChoices } from './pruneChoices';
 
 const LAST_RATIO = 'shortLvlm.lastRatio';
-const LAST_CALIB = 'shortLvlm.lastCalibration';
+export const LAST_CALIB = 'shortLvlm.lastCalibration';
 const LAST_EVAL = 'shortLvlm.lastEvaluation';
 const BROWSE = '$(folder-opened) Browse...';
 

@@ -148,6 +148,10 @@ export function bindWebview(ctx: vscode.ExtensionContext, webview: vscode.Webvie
         case 'savePng':
           exportFromWebview(m, reportPath).catch((e) => void showError(`Short-LVLM: ${describeError(e)}`));
           return;
+        case 'openAsk':
+          // "Ask both models" on this report's pruned package (issue 15).
+          void vscode.commands.executeCommand('shortLvlm.askBoth', vscode.Uri.file(path.dirname(reportPath)));
+          return;
       }
     }),
   );

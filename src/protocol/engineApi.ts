@@ -127,11 +127,70 @@ export interface BenchOutcome {
   reports: string[];
 }
 
+// ---------------------------------------------------------------- ask both models (issue 15)
+
+export interface AskArgs extends RunOptions {
+  /** The model the pruned one was made from; default: the one its report names. */
+  original?: string;
+  pruned: string;
+  image: string;
+  question: string;
+  /** options.ts ASK_OPTION_SPECS: bounds and defaults. */
+  maxNewTokens?: number;
+  topK?: number;
+}
+
+/** A candidate next token: its id, its text (special tokens shown) and its probability. */
+export interface TokenProb {
+  id: number;
+  text: string;
+  p: number;
+}
+
+/** One generation step: the token chosen (argmax) and the top-k of the distribution it came from. */
+export interface AskStep extends TokenProb {
+  /** The step chose end-of-sequence (the token is not part of the answer text). */
+  eos?: boolean;
+  top: TokenProb[];
+}
+
+export interface AskAnswer {
+  model: string;
+  numLayers: number;
+  text: string;
+  steps: AskStep[];
+  stop: 'eos' | 'newline' | 'limit';
+  loadMs: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface AskResult {
+  question: string;
+  image: string;
+  /** The prompt the original's chat template made (image tokens collapsed). */
+  prompt: string;
+  original: AskAnswer;
+  pruned: AskAnswer;
+  /**
+   * KL(original || pruned) of the next-token distributions, in nats (float64), at each step
+   * of the original's answer, the pruned model reading the same tokens; `first` is the
+   * first answer token, where both see exactly the prompt.
+   */
+  kl: { first: number; mean: number; steps: number[] };
+  /** The pruned model's top-k at each step of the original's answer (same context as `kl.steps`). */
+  prunedAlongOriginal: TokenProb[][];
+  /** How the two models were held in memory (see README: one at a time). */
+  loading: 'sequential';
+  warnings?: string[];
+}
+
 /** The jobs of the engine process. Each method's argument and result travel as JSON. */
 export interface EngineApi {
   inspect(a: InspectArgs): InspectReport;
   prune(a: PruneArgs): PruneSummary;
   bench(a: BenchArgs): BenchOutcome;
+  ask(a: AskArgs): AskResult;
 }
 
 export type JobType = keyof EngineApi;

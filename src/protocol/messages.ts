@@ -3,7 +3,7 @@
 // Node IPC with these JSON messages, derived from the EngineApi so that each request's result
 // type follows from its job. Webviews receive a report and render one panel kind.
 
-import type { EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
+import type { AskResult, EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
 import type { BenchmarkReport, Report } from './report';
 
 // ---------------------------------------------------------------- host -> engine
@@ -70,7 +70,8 @@ export type WebviewToHost =
   /** The empty Benchmark panel's button: run "Benchmark Models..." on this report's models. */
   | { type: 'runBenchmark' }
   | LinkedSelection
-  | ExportRequest;
+  | ExportRequest
+  | { type: 'openAsk' };
 
 // ---------------------------------------------------------------- linked selection and export
 // One decoder layer (0-based, the model's own numbering) is "selected" across the open panels
@@ -81,3 +82,42 @@ export type LinkedSelection = { type: 'selectLayer'; layer: number } | { type: '
 
 /** A chart's or table's data as CSV for the clipboard; a chart or table as a PNG to save. */
 export type ExportRequest = { type: 'copyText'; text: string; what: string } | { type: 'savePng'; dataUri: string; name: string };
+
+// ---------------------------------------------------------------- ask both models (issue 15)
+// Its own page (dist/askWebview.js) and panel: it shows two models' answers, not a report.
+
+export const ASK_PAGE = 'ask';
+export const ASK_VIEW_TYPE = 'shortLvlm.ask';
+export const ASK_TITLE = 'Ask Both Models';
+/** What a webview page shows: one of the report panels, or the ask page. */
+export type WebviewPage = PanelKind | typeof ASK_PAGE;
+
+/** An image the user can ask about; calibration images carry their calibration question. */
+export interface AskImage {
+  path: string;
+  label: string;
+  source: 'calibration' | 'workspace' | 'chosen';
+  question?: string;
+}
+
+export interface AskTarget {
+  original: string;
+  pruned: string;
+  originalLayers?: number;
+  prunedLayers?: number;
+  removed?: number[];
+}
+
+export type HostToAsk =
+  | { type: 'askSetup'; target: AskTarget; images: AskImage[] }
+  | { type: 'askImage'; path: string; dataUri: string }
+  | { type: 'askProgress'; stage: string; done: number; total: number }
+  | { type: 'askAnswer'; result: AskResult }
+  | { type: 'askFailed'; message: string; cancelled?: boolean };
+
+export type AskToHost =
+  | { type: 'ready' }
+  | { type: 'askPreview'; path: string }
+  | { type: 'askBrowse' }
+  | { type: 'ask'; image: string; question: string; maxNewTokens: number; topK: number }
+  | { type: 'askCancel' };

@@ -81,6 +81,14 @@ export const RUN_OPTION_SPECS = {
 
 export type RunOptionKey = keyof typeof RUN_OPTION_SPECS;
 
+/** Options of `ask` (issue 15): how long each answer may be, how many probabilities a step lists. */
+export const ASK_OPTION_SPECS = {
+  maxNewTokens: { kind: 'integer', flag: 'max-new-tokens', min: 1, max: 256, arg: 'n', help: 'new tokens per answer at most' },
+  topK: { kind: 'integer', flag: 'top-k', min: 1, max: 20, arg: 'k', help: 'next-token probabilities listed per step' },
+} satisfies Record<string, OptionSpec>;
+
+export const DEFAULT_ASK_OPTIONS = { maxNewTokens: 24, topK: 5 } as const;
+
 /** Run options with a named default (the others default to "let the engine decide"). */
 export const DEFAULT_RUN_OPTIONS = { device: 'cpu', execution: 'auto' } as const;
 

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { outputName, outputTag, REPORT_FILE } from '../../src/protocol/files';
-import { PANEL_KINDS, panelViewType, REPORT_VIEW_TYPE } from '../../src/protocol/messages';
+import { ASK_VIEW_TYPE, PANEL_KINDS, panelViewType, REPORT_VIEW_TYPE } from '../../src/protocol/messages';
 import { DEFAULT_PRUNE_OPTIONS, DEFAULT_RUN_OPTIONS, METHODS, OptionError, optionsFromSettings, OptionSpec, PRUNE_OPTION_SPECS, RATIO_RANGE, RUN_OPTION_SPECS } from '../../src/protocol/options';
 import { VARIANTS, writeVariant } from '../support/engineFixtures';
 
@@ -60,6 +60,7 @@ test('settings are checked as the CLI checks its flags, errors naming the settin
 
 test('panels and the report editor are declared as the protocol names them', () => {
   for (const k of PANEL_KINDS) assert.ok(pkg.activationEvents.includes(`onWebviewPanel:${panelViewType(k)}`), `activation event for ${k}`);
+  assert.ok(pkg.activationEvents.includes(`onWebviewPanel:${ASK_VIEW_TYPE}`), 'activation event for the ask panel');
   const editor = pkg.contributes.customEditors.find((e: { viewType: string }) => e.viewType === REPORT_VIEW_TYPE);
   assert.ok(editor, `custom editor ${REPORT_VIEW_TYPE}`);
   assert.deepEqual(editor.selector, [{ filenamePattern: REPORT_FILE }]);

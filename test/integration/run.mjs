@@ -4,8 +4,9 @@
 // installs it into an empty extensions folder. Scenario: prune the bundled tiny model from the
 // explorer's context menu, check the output package, open the report and its panels and read
 // the webviews' text, benchmark, cancel a run, survive an engine crash, prune a hand-made
-// choice; then each family miniature (Qwen2-VL, SmolVLM, Gemma 3, OneVision, genai) pruned from
-// the explorer with calibration and benchmarked. Prints "N passed, N failed".
+// choice, ask both models a question from the Runs view; then each family miniature (Qwen2-VL,
+// SmolVLM, Gemma 3, OneVision, genai) pruned from the explorer with calibration and benchmarked.
+// Prints "N passed, N failed".
 //
 // Every wait is on a state (a log line, a file, a DOM element), with generous limits: a loaded
 // 2-core machine makes each step slower, never different. IT_TIMEOUT_SCALE multiplies them.
@@ -913,6 +914,69 @@ async function main() {
     }
   }
   // ---------------------------------------------------------------- end of issue 11's block
+  // ---------------------------------------------------------------- issue 15: ask both models
+  await step('Ask Both Models from a run in the Runs view: both models answer a calibration question', async () => {
+    await palette('View: Show Short-LVLM');
+    const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
+    const row = runs.locator('.monaco-list-row', { hasText: new RegExp(`${path.basename(out1).replace(/\./g, '\\.')}(?![-\\d])`) }).first();
+    await waitFor('the first run in the Runs view', () => row.isVisible(), 20000);
+    await row.hover();
+    const action = row.locator('.action-label[aria-label^="Ask Both Models"]');
+    await waitFor('the run\'s inline "Ask Both Models" action', () => action.isVisible(), 10000, 200);
+    await action.click();
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: `Ask Both Models: ${path.basename(out1)}` }).first().isVisible(), 30000, 300);
+    const frame = await waitFor(
+      'the ask page with a calibration image and its question',
+      async () => {
+        for (const { frame } of await webviewTexts()) {
+          if (!(await frame.locator('#ask-question').count())) continue;
+          if ((await frame.locator('#ask-question').inputValue()).trim() && (await frame.locator('.ask-preview img').count())) return frame;
+        }
+      },
+      60000,
+      500,
+    );
+    const question = await frame.locator('#ask-question').inputValue();
+    const image = await frame.locator('.ask-preview figcaption').innerText();
+    assert(/^calib_\d+\.png$/.test(image), `the first image offered should be a calibration image, got "${image}"`);
+    await frame.locator('#ask-run').click();
+    await waitFor('both answers', async () => (await frame.locator('#ask-pruned-text').count()) > 0 || (await frame.locator('#ask-status.ask-error').count()) > 0, 120000, 500);
+    assert(!(await frame.locator('#ask-status.ask-error').count()), `the ask failed: ${await frame.locator('#ask-status').innerText().catch(() => '')}`);
+    const original = (await frame.locator('#ask-original-text').innerText()).trim();
+    const pruned = (await frame.locator('#ask-pruned-text').innerText()).trim();
+    const kl = (await frame.locator('#ask-kl-first').innerText()).trim();
+    assert(original && pruned, `both answers shown: "${original}" / "${pruned}"`);
+    assert(/^\d[\d.e+-]* nats$/.test(kl), `first-token KL shown, got "${kl}"`);
+    assert((await frame.locator('#ask-detail table').count()) === 2, 'the top-k of both models at the first step');
+    say(`  ${image} "${question}": original "${original}", pruned "${pruned}", KL first token ${kl}`);
+  });
+
+  await step('Ask Both Models from the report: the panels\' header button opens it on the report\'s pruned model', async () => {
+    await palette('View: Close All Editors');
+    await waitFor('no ask tab', async () => (await page.locator('.tab', { hasText: 'Ask Both Models:' }).count()) === 0, 20000, 300);
+    await palette('Short-LVLM: Show Report Panel...');
+    await quickInput(/panel for/);
+    await page.keyboard.type('Layer Redundancy');
+    await page.keyboard.press('Enter');
+    const button = await waitFor(
+      'the report panel\'s "Ask Both Models" button',
+      async () => {
+        for (const { frame } of await webviewTexts()) if (await frame.locator('#open-ask').count()) return frame.locator('#open-ask');
+      },
+      60000,
+      500,
+    );
+    await button.click();
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: /Ask Both Models: tiny-llava-short-lvlm-/ }).first().isVisible(), 30000, 300);
+    await waitFor(
+      'the ask page',
+      async () => {
+        for (const { frame } of await webviewTexts()) if (await frame.locator('#ask-question').count()) return true;
+      },
+      60000,
+      500,
+    );
+  });
 }
 
 async function cleanup() {

@@ -9,7 +9,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
 import type { Browser, Page } from 'playwright-core';
-import type { HostToWebview, PanelKind } from '../../src/protocol/messages';
+import { ASK_PAGE, HostToAsk, HostToWebview, WebviewPage } from '../../src/protocol/messages';
 import { webviewHtml } from '../../src/host/webviewHtml';
 import { DEFAULT_WEBVIEW_CSS, HarnessTheme, THEME_CLASS, THEME_VARS } from './themes';
 
@@ -75,10 +75,10 @@ export async function startServer(): Promise<Harness> {
     };
     if (url.pathname === '/panel') {
       const origin = `http://${req.headers.host}`;
-      const panel = (url.searchParams.get('kind') ?? 'redundancy') as PanelKind;
+      const panel = (url.searchParams.get('kind') ?? 'redundancy') as WebviewPage;
       const theme = (url.searchParams.get('theme') ?? 'dark') as HarnessTheme;
       const nonce = crypto.randomBytes(16).toString('base64');
-      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/webview.js`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
+      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/${panel === ASK_PAGE ? 'askWebview' : 'webview'}.js`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
       // What VS Code adds around our page: its default styles and the API shim.
       html = html.replace('<link rel="stylesheet"', `<link rel="stylesheet" href="${origin}/harness.css">\n<link rel="stylesheet"`);
       html = html.replace('<script nonce=', `<script nonce="${nonce}" src="${origin}/harness.js?theme=${theme}"></script>\n<script nonce=`);
@@ -116,7 +116,7 @@ export interface PanelPage {
   consoleErrors: string[];
   /** Messages the webview posted to the (fake) host. */
   messages(): Promise<{ type: string; [k: string]: unknown }[]>;
-  send(msg: HostToWebview): Promise<void>;
+  send(msg: HostToWebview | HostToAsk): Promise<void>;
   /** CSP violations + page errors + console errors recorded in the page. */
   problems(): Promise<string[]>;
 }
@@ -124,7 +124,7 @@ export interface PanelPage {
 export async function openPanel(
   browser: Browser,
   origin: string,
-  panel: PanelKind,
+  panel: WebviewPage,
   theme: HarnessTheme,
   opts: { width?: number; height?: number; images?: Record<number, string> } = {},
 ): Promise<PanelPage> {

@@ -1,5 +1,6 @@
 // Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
-// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark,linked}-{light,dark}.png, and
+// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark,linked}-{light,dark}.png, ask-{light,dark}.png
+// (the ask-both page of issue 15), and
 // skipcost-{light,dark}.png: the redundancy panel of a greedy, quality-budget run (measured skip
 // cost beside the cosines, the budget curve); with a model and a prefix, of another package
 // (e.g. the Qwen2-VL miniature, Dark+ only):
@@ -10,6 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { PanelKind } from '../../src/protocol/messages';
 import type { Browser } from 'playwright-core';
+import { askScreenshot, makeAskFixture } from './askFixture';
 import { Fixtures, makeFixtures } from './fixtures';
 import { launchChromium, openPanel, REPO, startServer } from './harness';
 
@@ -39,6 +41,7 @@ async function linkedShot(browser: Browser, origin: string, fx: Fixtures, theme:
 export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
   const fx = await makeFixtures({ sweep: true, model, greedy: !model });
+  const ask = model ? undefined : await makeAskFixture();
   const server = await startServer();
   const browser = await launchChromium();
   const written: string[] = [];
@@ -67,11 +70,18 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
       written.push(file);
       await p.page.close();
       if (!model) written.push(await linkedShot(browser, server.origin, fx, theme, outDir));
+      // Issue 15: the ask-both page (docs/screenshots/ask-{light,dark}.png), bundled model only.
+      if (ask) {
+        const file = path.join(outDir, `ask-${theme}.png`);
+        await askScreenshot(browser, server.origin, theme, file, ask);
+        written.push(file);
+      }
     }
   } finally {
     await browser.close();
     await server.close();
     fs.rmSync(fx.dir, { recursive: true, force: true });
+    if (ask) fs.rmSync(ask.dir, { recursive: true, force: true });
   }
   return written;
 }

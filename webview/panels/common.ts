@@ -1,11 +1,12 @@
 // Header shared by all panels: what model, what was removed, and links to the other panels.
 
-import { PANEL_KINDS, PANEL_TITLES } from '../../src/protocol/messages';
+import { ASK_TITLE, PANEL_KINDS, PANEL_TITLES } from '../../src/protocol/messages';
 import type { Report } from '../../src/protocol/report';
 import { resolveCompensation } from '../../src/protocol/report';
 import { h } from '../dom';
 import { basename, bytes, layerList } from '../format';
 import { button } from '../toolkit';
+import { post } from '../vscodeApi';
 import type { PanelContext } from './context';
 
 export { PANEL_TITLES };
@@ -32,6 +33,8 @@ export function header(ctx: PanelContext): HTMLElement {
     if (p === ctx.panel) continue;
     nav.append(button(PANEL_TITLES[p], () => ctx.openPanel(p), { title: `Open the ${PANEL_TITLES[p].toLowerCase()} panel`, id: `open-${p}` }));
   }
+  // Issue 15: the original and this pruned model answer a question side by side.
+  nav.append(button(`${ASK_TITLE}…`, () => post({ type: 'openAsk' }), { title: 'Ask the original and the pruned model a question about an image', id: 'open-ask' }));
   const dl = h('dl', { class: 'facts' });
   for (const [k, v] of facts) dl.append(h('div', {}, h('dt', {}, k), h('dd', {}, v)));
   const warnings = r.warnings?.length ? h('ul', { class: 'warnings' }, ...r.warnings.map((w) => h('li', {}, w))) : null;

@@ -6,7 +6,7 @@ import * as path from 'path';
 import { EvalItem, evalMessages, normalizeAnswer } from '../data/datasets';
 import { OnnxFile } from '../onnx/onnxFile';
 import { checkPackageConsistency } from '../package/consistency';
-import { openPackage } from '../package/modelPackage';
+import { ModelPackage, openPackage } from '../package/modelPackage';
 import { DecoderRunner, argmax } from '../runtime/decoderRunner';
 import { RuntimeOptions } from '../runtime/ort';
 import { Frontend, openFrontend } from '../runtime/frontend';
@@ -64,12 +64,40 @@ export function packageBytes(root: string, files: string[]): number {
   return files.reduce((a, f) => a + fs.statSync(path.join(root, f)).size, 0);
 }
 
-interface Loaded {
+/** A package ready to answer: checked, its frontend and its decoder open. */
+export interface Answerer {
+  pkg: ModelPackage;
   root: string;
   numLayers: number;
   sizeBytes: number;
   frontend: Frontend;
   decoder: DecoderRunner;
+}
+
+/** Opens a package for answering questions; the caller disposes `decoder` and `frontend`. */
+export async function openAnswerer(model: string, opts: RuntimeOptions = {}): Promise<Answerer> {
+  const pkg = openPackage(model);
+  const src = OnnxFile.open(pkg.decoder);
+  let numLayers: number;
+  try {
+    checkPackageConsistency(pkg, src);
+    numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
+  } finally {
+    src.close();
+  }
+  const frontend = await openFrontend(pkg, opts);
+  let decoder: DecoderRunner;
+  try {
+    decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
+  } catch (e) {
+    await frontend.dispose();
+    throw e;
+  }
+  const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
+  return { pkg, root: pkg.root, numLayers, sizeBytes, frontend, decoder };
+}
+
+interface Loaded extends Answerer {
   answers: ModelBench['answers'];
   fam: Record<string, FamilyScore>;
   ms: number;
@@ -92,19 +120,8 @@ export async function benchModels(
   const loaded: Loaded[] = [];
   try {
     for (const m of models) {
-      const pkg = openPackage(m);
-      const src = OnnxFile.open(pkg.decoder);
-      let numLayers: number;
-      try {
-        checkPackageConsistency(pkg, src);
-        numLayers = new Set(src.graph.input.filter((v) => /^past/.test(v.name)).map((v) => v.name.replace(/\.(key|value)$/, ''))).size;
-      } finally {
-        src.close();
-      }
-      const frontend = await openFrontend(pkg, opts);
-      const decoder = await DecoderRunner.fromFile(pkg.decoder, opts, { kvHeads: pkg.text.numKvHeads, headDim: pkg.text.headDim });
-      const sizeBytes = packageBytes(pkg.root, pkg.layout === 'single' ? [path.relative(pkg.root, pkg.decoder)] : pkg.files);
-      loaded.push({ root: pkg.root, numLayers, sizeBytes, frontend, decoder, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });
+      const a = await openAnswerer(m, opts);
+      loaded.push({ ...a, answers: [], fam: {}, ms: 0, prefill: 0, decode: 0, agree: 0, kl: 0 });
     }
     const t0 = performance.now();
     for (let i = 0; i < items.length; i++) {

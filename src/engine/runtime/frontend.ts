@@ -8,6 +8,7 @@
 import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, DecoderView } from './decoderRunner';
 import { GenaiFrontend } from './genaiFrontend';
+import type { GenerateOptions } from './greedy';
 import { Feeds, RuntimeOptions } from './ort';
 import { ChatMessage, Encoded, Generation, Prefill, VlmFrontend } from './vlmFrontend';
 
@@ -21,7 +22,7 @@ export interface Frontend {
    * what a layer-wise run feeds its prologue (M-RoPE position ids included).
    */
   prepare(enc: Encoded, decoder: DecoderView): Promise<Feeds>;
-  generate(enc: Encoded, runner: DecoderRunner, maxNewTokens?: number): Promise<Generation>;
+  generate(enc: Encoded, runner: DecoderRunner, maxNewTokens?: number, opts?: GenerateOptions): Promise<Generation>;
   decode(tokens: number[]): string;
   /** One token as text for display, special tokens included. */
   tokenText(id: number): string;

@@ -20,7 +20,7 @@ import * as path from 'path';
 import { ModelPackage } from '../package/modelPackage';
 import type { Frontend } from './frontend';
 import { DecoderRunner, DecoderView, SessionInfo } from './decoderRunner';
-import { greedyAnswer } from './greedy';
+import { GenerateOptions, greedyAnswer } from './greedy';
 import { Feeds, floatTensor, int64Tensor, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 import { ChatContent, ChatMessage, Encoded, Generation, Prefill, transformers } from './vlmFrontend';
 
@@ -287,13 +287,14 @@ export class GenaiFrontend implements Frontend {
   }
 
   /** Greedy short answer as genai's generator runs it: prompt pass, then one token at a time through the embedding model. */
-  async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
+  async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4, opts?: GenerateOptions): Promise<Generation> {
     const g = genaiEncoded(enc);
     return greedyAnswer(
       this,
       () => this.decoderStep(runner, g.embeds, g.seqLen),
       async (next, previous) => this.decoderStep(runner, await this.embedTokens([next]), 1, previous.cache),
       maxNewTokens,
+      opts,
     );
   }
 

@@ -13,7 +13,7 @@ import { ModelPackage } from '../package/modelPackage';
 import { DecoderRunner, DecoderView, SessionInfo, StepResult, withoutCache } from './decoderRunner';
 import { Family, FamilyError, imagesFirst, ProcessorOutputs, resolveFamily } from './family';
 import type { Frontend } from './frontend';
-import { greedyAnswer } from './greedy';
+import { GenerateOptions, greedyAnswer } from './greedy';
 import { Feeds, openSession, ort, RuntimeOptions, toFloat32 } from './ort';
 
 type Transformers = typeof import('@huggingface/transformers');
@@ -65,6 +65,10 @@ export interface Generation {
   /** Prompt pass (vision encoder, embeddings, decoder) and answer tokens, in ms. */
   prefillMs: number;
   decodeMs: number;
+  /** Why generation ended: end-of-sequence (or the forced tokens ran out), a newline, or the token budget. */
+  stop: 'eos' | 'newline' | 'limit';
+  /** With keepSteps: the next-token logits of every step, the one that chose end-of-sequence included. */
+  stepLogits?: Float32Array[];
 }
 
 /**
@@ -334,7 +338,7 @@ export class VlmFrontend implements Frontend {
    * preparation (cache, attention mask, position ids); stops at end-of-sequence, a newline,
    * or the token budget.
    */
-  async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4): Promise<Generation> {
+  async generate(enc: Encoded, runner: DecoderRunner, maxNewTokens = 4, opts?: GenerateOptions): Promise<Generation> {
     return this.routed(runner, [], async () => {
       let { modelInputs, allIds, genConfig } = this.firstInputs(enc);
       let outputs: any;
@@ -348,7 +352,7 @@ export class VlmFrontend implements Frontend {
         modelInputs = this.model._update_model_kwargs_for_generation({ generated_input_ids: [[BigInt(next)]], outputs, model_inputs: modelInputs, is_encoder_decoder: false });
         modelInputs = this.model.prepare_inputs_for_generation(allIds, modelInputs, genConfig);
         return pass();
-      }, maxNewTokens);
+      }, maxNewTokens, opts);
     });
   }
 
