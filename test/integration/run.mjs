@@ -541,6 +541,7 @@ async function main() {
     // Turn SCP off in user settings: a hand-made choice then needs no calibration data.
     await setUserSetting('shortLvlm.scp', false);
     // The redundancy panel's "Prune selected layers…" button (selectLayers -> Prune Selected Layers).
+    // Whichever report the palette's panel command opens (the family miniatures' runs may be newer).
     await palette('Short-LVLM: Show Report Panel...');
     await quickInput(/panel for/);
     await page.keyboard.type('Layer Redundancy');
@@ -954,6 +955,7 @@ async function main() {
   await step('Ask Both Models from the report: the panels\' header button opens it on the report\'s pruned model', async () => {
     await palette('View: Close All Editors');
     await waitFor('no ask tab', async () => (await page.locator('.tab', { hasText: 'Ask Both Models:' }).count()) === 0, 20000, 300);
+    // Whichever report the palette's panel command opens (the family miniatures' runs may be newer).
     await palette('Short-LVLM: Show Report Panel...');
     await quickInput(/panel for/);
     await page.keyboard.type('Layer Redundancy');
@@ -967,7 +969,7 @@ async function main() {
       500,
     );
     await button.click();
-    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: /Ask Both Models: tiny-llava-short-lvlm-/ }).first().isVisible(), 30000, 300);
+    await waitFor('the ask panel tab', () => page.locator('.tab', { hasText: /Ask Both Models: \S+-short-lvlm-/ }).first().isVisible(), 30000, 300);
     await waitFor(
       'the ask page',
       async () => {
