@@ -4,6 +4,8 @@
 // check; the job's own cleanup (temporary folder removal) runs before the error is reported.
 
 import { inspectModel } from './commands/inspect';
+import { checkRun } from './commands/checkRun';
+import { sweepJob } from './bench/sweep';
 import { describeError } from '../protocol/errorText';
 import { benchJob, pruneJob } from './jobs';
 import type { JobHooks } from './method/shortLvlm';
@@ -36,6 +38,8 @@ function handlers(id: number): JobHandlers {
     inspect: (a) => inspectModel(a.model),
     prune: (a) => pruneJob(a, hooks),
     bench: (a) => benchJob(a, hooks),
+    checkRun: (a) => checkRun(a),
+    sweep: (a) => sweepJob(a, hooks),
   };
 }
 

@@ -16,37 +16,16 @@ import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
 import { Feeds } from '../runtime/ort';
 import { ModelProto } from '../onnx/proto';
-import type { RunOptions } from '../../protocol/engineApi';
+import type { SweepArgs, SweepOutcome } from '../../protocol/engineApi';
 import { checkAgainstModel } from '../../protocol/options';
 import { Method, PruneOptions, relativeAccuracy, SweepRow } from '../../protocol/report';
 import { klFromLogits } from './evaluate';
 import { table } from './format';
 
-export interface SweepArgs extends RunOptions {
-  model: string;
-  calib: string;
-  eval: string;
-  ratios: number[];
-  methods?: string[];
-  randomSeeds?: number;
-  exhaustiveLimit?: number;
-  samples?: number;
-  evalSamples?: number;
-}
+export type { SweepArgs };
 
-export interface SweepResult {
-  model: string;
-  numLayers: number;
-  candidates: [number, number];
-  calibSamples: number;
-  evalItems: number;
-  full: { accuracy: number; families: Record<string, number> };
-  rows: SweepRow[];
-  exhaustive: Record<string, { subsets: number; best: SweepRow; worst: SweepRow; mean: number }>;
-  random: Record<string, { seeds: number; mean: number; sd: number }>;
-  table: string;
-  seconds: number;
-}
+/** The sweep's result, as the engine API declares it. */
+export type SweepResult = SweepOutcome;
 
 export const METHOD_SPECS: Record<string, { method: Method; scp: boolean }> = {
   svl: { method: 'svl', scp: true },
