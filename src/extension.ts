@@ -4,6 +4,7 @@
 import * as vscode from 'vscode';
 import { Commands } from './host/commands';
 import { EngineClient } from './host/engineClient';
+import { Forms } from './host/forms';
 import { LayersView } from './host/layersView';
 import { log } from './host/log';
 import { Panels } from './host/panels';
@@ -27,7 +28,10 @@ export function activate(ctx: vscode.ExtensionContext): void {
   });
   commands = new Commands(ctx, runs, layers, panels);
   const show = commands.showReportInLayers.bind(commands);
+  // The run forms and the sweep's chart (issue 15).
+  const forms = new Forms(ctx, runs, commands, () => layers.current()?.root);
   ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
+  ctx.subscriptions.push(forms, ...forms.register());
   const last = layers.lastReport();
   if (last) commands.showReportInLayers(last);
   out.info(`Short-LVLM activated (${ctx.extension.id} ${ctx.extension.packageJSON.version})`);

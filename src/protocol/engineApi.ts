@@ -164,6 +164,8 @@ export interface RunCheck {
   };
   calib?: { file: string; format: 'json' | 'jsonl'; records: number; samples: number; previews: CalibPreviewSample[]; problems: string[] };
   eval?: { file: string; items: number };
+  /** Prune: the output folder the run will write. */
+  out?: string;
   /** Every reason the run cannot start; empty when it can. */
   problems: RunProblem[];
   /** The methods a sweep can try. */

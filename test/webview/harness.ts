@@ -9,7 +9,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
 import type { Browser, Page } from 'playwright-core';
-import type { HostToWebview, PanelKind } from '../../src/protocol/messages';
+import { FORM_KINDS, FormKind, HostToForm, HostToWebview, PanelKind } from '../../src/protocol/messages';
 import { webviewHtml } from '../../src/host/webviewHtml';
 import { DEFAULT_WEBVIEW_CSS, HarnessTheme, THEME_VARS } from './themes';
 
@@ -72,10 +72,12 @@ export async function startServer(): Promise<Harness> {
     };
     if (url.pathname === '/panel') {
       const origin = `http://${req.headers.host}`;
-      const panel = (url.searchParams.get('kind') ?? 'redundancy') as PanelKind;
+      const panel = (url.searchParams.get('kind') ?? 'redundancy') as PanelKind | FormKind;
       const theme = (url.searchParams.get('theme') ?? 'dark') as HarnessTheme;
       const nonce = crypto.randomBytes(16).toString('base64');
-      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/webview.js`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
+      // The run forms and the sweep's chart are dist/forms.js, as the host serves them.
+      const script = (FORM_KINDS as readonly string[]).includes(panel) ? 'forms.js' : 'webview.js';
+      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/${script}`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
       // What VS Code adds around our page: its default styles and the API shim.
       html = html.replace('<link rel="stylesheet"', `<link rel="stylesheet" href="${origin}/harness.css">\n<link rel="stylesheet"`);
       html = html.replace('<script nonce=', `<script nonce="${nonce}" src="${origin}/harness.js?theme=${theme}"></script>\n<script nonce=`);
@@ -113,7 +115,7 @@ export interface PanelPage {
   consoleErrors: string[];
   /** Messages the webview posted to the (fake) host. */
   messages(): Promise<{ type: string; [k: string]: unknown }[]>;
-  send(msg: HostToWebview): Promise<void>;
+  send(msg: HostToWebview | HostToForm): Promise<void>;
   /** CSP violations + page errors + console errors recorded in the page. */
   problems(): Promise<string[]>;
 }
@@ -121,7 +123,7 @@ export interface PanelPage {
 export async function openPanel(
   browser: Browser,
   origin: string,
-  panel: PanelKind,
+  panel: PanelKind | FormKind,
   theme: HarnessTheme,
   opts: { width?: number; height?: number; images?: Record<number, string> } = {},
 ): Promise<PanelPage> {

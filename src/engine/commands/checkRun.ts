@@ -126,6 +126,7 @@ export async function checkRun(a: CheckRunArgs): Promise<RunCheck> {
     }
   } else if (!a.out?.trim()) add('out', ['choose the output folder']);
   else {
+    check.out = path.resolve(a.out);
     try {
       if (fs.existsSync(a.out)) throw new Error(`${a.out} already exists; choose another folder`);
       checkOutputLocation(a.out);
