@@ -4,6 +4,7 @@
 
 import type { SweepOutcome } from '../src/protocol/engineApi';
 import type { FormKind, HostToForm } from '../src/protocol/messages';
+import { Chart } from './charts';
 import { h } from './dom';
 import { FormState, startForm } from './forms/runForm';
 import { renderSweepChart } from './forms/sweepChart';
@@ -55,4 +56,5 @@ new MutationObserver(() => {
   if (chart) renderSweepChart(root, chart);
 }).observe(document.body, { attributes: true, attributeFilter: ['class'] });
 
+(window as unknown as { Chart: typeof Chart }).Chart = Chart; // for tests and devtools: Chart.getChart(canvas)
 formApi.postMessage({ type: 'ready' });

@@ -32,6 +32,8 @@ interface FormView {
 export class Forms implements vscode.Disposable {
   private readonly open_ = new Map<FormKind, FormView>();
   private cancelRequested = false;
+  /** The model last checked in a form, offered by the next form when nothing else names one. */
+  private lastModel: string | undefined;
 
   constructor(
     private readonly ctx: vscode.ExtensionContext,
@@ -62,7 +64,7 @@ export class Forms implements vscode.Disposable {
       if (model) existing.post({ type: 'field', field: 'model', value: model });
       return;
     }
-    const fields = this.defaults(kind, model ?? this.currentModel() ?? this.runs.history()[0]?.model ?? '');
+    const fields = this.defaults(kind, model ?? this.currentModel() ?? this.runs.history()[0]?.model ?? this.lastModel ?? '');
     const view = this.createView(kind, FORM_TITLES[kind], (m, v) => this.onMessage(kind, m, v, fields));
     this.open_.set(kind, view);
     view.panel.onDidDispose(() => this.open_.delete(kind));
@@ -148,6 +150,7 @@ export class Forms implements vscode.Disposable {
     const state = this.checking.get(kind) ?? { busy: false };
     this.checking.set(kind, state);
     state.next = { seq, request };
+    if (request.model) this.lastModel = request.model;
     if (state.busy) return;
     state.busy = true;
     try {

@@ -78,7 +78,7 @@ describe('the prune form in Chromium', () => {
   test('invalid input disables Run and says why', async () => {
     await type(p, 'targetValue', '0.9');
     assert.equal(await runDisabled(p), true);
-    assert.deepEqual(await reasons(p), ['Target: must be a number in (0, 0.5], got "0.9"']);
+    assert.deepEqual(await reasons(p), ['Share of layers removed: must be a number in (0, 0.5], got "0.9"']);
     assert.equal(await p.page.textContent('#err-targetValue'), 'must be a number in (0, 0.5], got "0.9"');
     // A click on the disabled button posts nothing.
     await p.page.click('#run', { force: true });

@@ -12,9 +12,9 @@ const SPECS = PRUNE_OPTION_SPECS as Record<string, OptionSpec>;
 export const TARGETS = ['ratio', 'minAgreement', 'maxKl'].filter((k) => SPECS[k]);
 
 export const TARGET_LABELS: Record<string, string> = {
-  ratio: 'share of layers removed',
-  minAgreement: 'quality budget: minimum agreement',
-  maxKl: 'quality budget: maximum KL (nats)',
+  ratio: 'Share of layers removed',
+  minAgreement: 'Quality budget: minimum agreement',
+  maxKl: 'Quality budget: maximum KL (nats)',
 };
 
 /** The spec of an option the table may or may not have (compensation arrives with issue 10). */

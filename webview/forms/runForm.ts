@@ -18,7 +18,6 @@ const LABELS: Record<string, string> = {
   calib: 'Calibration data',
   eval: 'Evaluation data',
   out: 'Output folder',
-  targetValue: 'Target',
   ratio: 'Ratio',
   minAgreement: 'Minimum agreement',
   maxKl: 'Maximum KL',
@@ -187,9 +186,10 @@ export function startForm(root: HTMLElement, kind: 'pruneForm' | 'sweepForm', in
 
   /** Every reason Run is disabled, each naming its field. */
   function why(): string[] {
-    const out = Object.entries(parsed.errors).map(([f, e]) => `${LABELS[f] ?? f}: ${e}`);
+    const label = (f: string) => (f === 'targetValue' ? TARGET_LABELS[fields.target] ?? TARGET_LABELS.ratio : LABELS[f] ?? f);
+    const out = Object.entries(parsed.errors).map(([f, e]) => `${label(f)}: ${e}`);
     if (!current()) out.push(answered < 0 ? 'Checking the model and the data…' : 'Checking the changes…');
-    else for (const p of check!.problems) if (!parsed.errors[FIELD_OF[p.field] ?? p.field]) out.push(`${LABELS[p.field] ?? p.field}: ${p.message}`);
+    else for (const p of check!.problems) if (!parsed.errors[FIELD_OF[p.field] ?? p.field]) out.push(`${label(p.field)}: ${p.message}`);
     return out;
   }
 
