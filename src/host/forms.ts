@@ -165,11 +165,11 @@ export class Forms implements vscode.Disposable {
     }
   }
 
-  private async engineCheck(request: FormRequest): Promise<RunCheck & { args: CheckRunArgs }> {
+  private async engineCheck(request: FormRequest, fresh = false): Promise<RunCheck & { args: CheckRunArgs }> {
     let args: CheckRunArgs = { kind: request.kind, model: request.model };
     try {
       const base = settings.pruneOptionsFromSettings();
-      args = checkArgsOf(request, base, request.kind === 'prune' && request.model ? this.defaultOut(request, base) : undefined);
+      args = { ...checkArgsOf(request, base, request.kind === 'prune' && request.model ? this.defaultOut(request, base) : undefined), fresh };
       return { ...(await this.runs.engine.request({ type: 'checkRun', ...args }).result), args };
     } catch (e) {
       // A setting that does not parse, or the engine process failing: say so where Run is.
@@ -201,7 +201,7 @@ export class Forms implements vscode.Disposable {
     const end = (outcome: 'done' | 'failed' | 'cancelled', message: string) => view.post({ type: 'runEnded', outcome, message });
     if (this.runs.busy) return end('failed', 'Short-LVLM is already running a job; wait for it or cancel it.');
     // The files may have changed since the form's last check: the run starts only on a clean one.
-    const check = await this.engineCheck(request);
+    const check = await this.engineCheck(request, true);
     if (check.problems.length || !check.model) return end('failed', `Not started: ${check.problems.map((p) => p.message).join('; ') || 'the model could not be read'}`);
     this.cancelRequested = false;
     const onProgress = (progress: Progress) => view.post({ type: 'progress', progress });

@@ -133,6 +133,8 @@ export interface CheckRunArgs {
   evalSamples?: number;
   /** How many calibration samples to preview (default 4). */
   previews?: number;
+  /** Read everything again (the check just before a run); otherwise unchanged files are not re-read. */
+  fresh?: boolean;
 }
 
 export interface CalibPreviewSample {

@@ -72,6 +72,11 @@ test('an empty calibration file, and a JSON array that does not parse', async ()
   const r = await checkRun({ kind: 'prune', model: MODEL, calib: empty, out: path.join(tmp, 'o2'), options: {} });
   assert.deepEqual(r.problems, [{ field: 'calib', message: `${empty}: no calibration samples` }]);
   assert.equal(r.calib?.samples, 0);
+  // Filled in since: the next check reads it again (unchanged files are not re-read).
+  fs.writeFileSync(empty, fs.readFileSync(CALIB, 'utf8').replace(/"images\//g, `"${path.dirname(CALIB)}/images/`));
+  const filled = await checkRun({ kind: 'prune', model: MODEL, calib: empty, out: path.join(tmp, 'o2'), options: { samples: 5 } });
+  assert.deepEqual(filled.problems, []);
+  assert.equal(filled.calib?.samples, 5);
   const broken = path.join(tmp, 'broken.json');
   fs.writeFileSync(broken, '[{"id": 1},');
   const b = await checkRun({ kind: 'prune', model: MODEL, calib: broken, out: path.join(tmp, 'o3'), options: {} });

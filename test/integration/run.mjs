@@ -581,7 +581,7 @@ async function formSteps() {
   await step('a small sweep started from the UI shows its progress and opens the trade-off chart', async () => {
     await palette('Short-LVLM: Trade-off Sweep...');
     const form = await frameWith('the sweep form', '#field-ratios');
-    await waitFor('the sweep form to know the model', async () => /layers 16/.test(await form.locator('#model-facts').innerText()), 60000, 500);
+    await waitFor('the sweep form to know the model', async () => /layers 16/.test((await form.locator('#model-facts').innerText()).replace(/\s+/g, ' ')), 60000, 500);
     await formType(form, 'ratios', '0.25');
     await formType(form, 'samples', '8');
     await formType(form, 'evalSamples', '12');

@@ -151,4 +151,33 @@ describe('the prune form in Chromium', () => {
     assert.equal(await runDisabled(p), false, 'Run is enabled again after a cancelled run');
     assert.deepEqual(await p.problems(), []);
   });
+
+  test('the sweep form: ratios out of range and no method disable Run; valid input posts ratios and methods', async () => {
+    const EVAL = path.join(REPO, 'data', 'tiny-vqa', 'eval.jsonl');
+    const s = await openPanel(browser, server.origin, 'sweepForm', 'light', { width: 1100, height: 1000 });
+    const sh = await serveForm(s, 'sweepForm', { model: MODEL, calib: CALIB, eval: EVAL, ratios: '0.1,0.6', methods: 'svl', samples: '', evalSamples: '12', randomSeeds: '1', exhaustiveLimit: '0' });
+    try {
+      await settled(s);
+      assert.deepEqual(await reasons(s), ['Ratios: must be a number in (0, 0.5], got "0.6"']);
+      assert.equal(await runDisabled(s), true);
+      await type(s, 'ratios', '0.3, 0.1');
+      // The methods come from the engine's answer; untick the only one.
+      await s.page.click('#field-methods [data-method=svl]');
+      await settled(s);
+      assert.deepEqual(await reasons(s), ['Methods: choose at least one method']);
+      await s.page.click('#field-methods [data-method=cosine]');
+      await settled(s);
+      assert.deepEqual(await reasons(s), []);
+      assert.equal(await s.page.textContent('#eval-facts'), '12 evaluation items');
+      await s.page.click('#run');
+      await s.page.waitForFunction(() => (window as any).__harness.messages.some((m: { type: string }) => m.type === 'run'));
+      assert.deepEqual((await s.messages()).find((m) => m.type === 'run'), {
+        type: 'run',
+        request: { kind: 'sweep', model: MODEL, calib: CALIB, eval: EVAL, options: {}, ratios: [0.1, 0.3], methods: ['cosine'], evalSamples: 12, randomSeeds: 1, exhaustiveLimit: 0 },
+      });
+      assert.deepEqual(await s.problems(), []);
+    } finally {
+      sh.stop();
+    }
+  });
 });

@@ -58,6 +58,43 @@ async function familyOf(root: string): Promise<{ family: string; problem?: strin
   }
 }
 
+/**
+ * The last answer per input, kept while the files behind it are unchanged: a form asks again
+ * on every edit of any field, and a large decoder or calibration file need not be read again.
+ */
+const memo = new Map<string, { stamp: string; value: unknown }>();
+
+function stampOf(files: string[]): string {
+  return files.map((f) => {
+    try {
+      const st = fs.statSync(f);
+      return `${f}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return `${f}:-`;
+    }
+  }).join('|');
+}
+
+/** `compute()` once per key while the stamp of `files` stays the same (errors are not kept). */
+async function remembered<T>(key: string, files: () => string[], compute: () => Promise<T> | T, fresh = false): Promise<T> {
+  const stamp = stampOf(files());
+  const hit = memo.get(key);
+  if (hit && hit.stamp === stamp && !fresh) return hit.value as T;
+  const value = await compute();
+  memo.set(key, { stamp, value });
+  return value;
+}
+
+/** The files an inspection of `model` read: the package's config and decoder (what a re-check must notice). */
+function modelFiles(model: string): string[] {
+  try {
+    const pkg = openPackage(model);
+    return [model, pkg.decoder, ...(pkg.configFile ? [pkg.configFile] : [])];
+  } catch {
+    return [model];
+  }
+}
+
 export async function checkRun(a: CheckRunArgs): Promise<RunCheck> {
   const problems: RunProblem[] = [];
   const add = (field: string, messages: string[]) => {
@@ -69,8 +106,10 @@ export async function checkRun(a: CheckRunArgs): Promise<RunCheck> {
   if (!a.model?.trim()) add('model', ['choose the model to prune (a package folder or one of its .onnx files)']);
   else {
     try {
-      const r = inspectModel(a.model);
-      const fam = await familyOf(r.root);
+      const { r, fam } = await remembered(`model:${path.resolve(a.model)}`, () => modelFiles(a.model), async () => {
+        const r = inspectModel(a.model);
+        return { r, fam: await familyOf(r.root) };
+      }, a.fresh);
       check.model = { root: r.root, decoder: r.decoder, variant: r.variant, decoderVariants: r.decoderVariants, layout: r.layout, family: fam.family, numLayers: r.numLayers };
       // The form always calibrates (a hand-made layer list goes through the Layers view).
       if (fam.problem) add('model', [`cannot be calibrated: ${fam.problem}`]);
@@ -97,7 +136,7 @@ export async function checkRun(a: CheckRunArgs): Promise<RunCheck> {
   else {
     const file = path.resolve(a.calib);
     try {
-      const r = readCalibration(file, o.samples);
+      const r = await remembered(`calib:${file}:${o.samples ?? ''}`, () => [file], () => readCalibration(file, o.samples), a.fresh);
       const previews: CalibPreviewSample[] = r.samples.slice(0, a.previews ?? 4).map((s) => ({
         id: s.id,
         prompt: promptText(s.messages.find((m) => m.role === 'user')?.content),
