@@ -1,6 +1,7 @@
 // What a run form's request becomes: the engine's check and the job itself. Pure (no
 // `vscode` import) so the panel tests answer a form's checks exactly as the host does.
 
+import * as path from 'path';
 import type { CheckRunArgs, RunOptions, SweepArgs } from '../protocol/engineApi';
 import type { FormRequest } from '../protocol/messages';
 import type { PruneOptions } from '../protocol/report';
@@ -28,4 +29,10 @@ export function sweepArgsOf(r: FormRequest, run: RunOptions = {}): SweepArgs {
     exhaustiveLimit: r.exhaustiveLimit,
     ...run,
   };
+}
+
+/** The request with relative paths taken from `base` (the workspace folder), as settings' paths are. */
+export function withAbsolutePaths(r: FormRequest, base: string | undefined): FormRequest {
+  const abs = (p: string | undefined) => (p && base && !path.isAbsolute(p) ? path.join(base, p) : p);
+  return { ...r, model: abs(r.model)!, calib: abs(r.calib)!, eval: abs(r.eval), out: abs(r.out) };
 }

@@ -15,7 +15,7 @@ import { FORM_TITLES, FormFields, FormKind, FormRequest, FormToHost, formViewTyp
 import { DEFAULT_PRUNE_OPTIONS } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 import { Commands, isBundledModel, LAST_CALIB, LAST_EVAL, modelRootOf, uniqueFolder } from './commands';
-import { checkArgsOf, sweepArgsOf } from './formRequests';
+import { checkArgsOf, sweepArgsOf, withAbsolutePaths } from './formRequests';
 import { log, showError } from './log';
 import type { RunManager } from './runManager';
 import * as settings from './settings';
@@ -130,13 +130,13 @@ export class Forms implements vscode.Disposable {
         view.post({ type: 'init', kind, fields });
         return;
       case 'check':
-        void this.check(kind, m.seq, m.request, view);
+        void this.check(kind, m.seq, withAbsolutePaths(m.request, workspaceFolder()), view);
         return;
       case 'browse':
         void this.browse(m.field, m.folder, m.current, view);
         return;
       case 'run':
-        void this.run(m.request, view);
+        void this.run(withAbsolutePaths(m.request, workspaceFolder()), view);
         return;
       case 'cancel':
         this.cancelRequested = true;
@@ -260,6 +260,8 @@ export class Forms implements vscode.Disposable {
     for (const v of this.open_.values()) v.panel.dispose();
   }
 }
+
+const workspaceFolder = () => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 
 /** The package folder of a model path as the default output folder is named after it. */
 function guessRoot(model: string): string {
