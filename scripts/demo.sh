@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the bundled tiny model: prune 30 % of its decoder layers with Short-LVLM
-# (TIS + SCP) from the bundled calibration set, then benchmark original against pruned.
+# The main job on the bundled tiny model: prune 30 % of its decoder layers with the default
+# method (output-aware greedy choice, no compensation; `--method svl` is the paper's Short-LVLM
+# with SCP) from the bundled calibration set, printing every layer's measured skip cost and the
+# method used, then benchmark original against pruned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

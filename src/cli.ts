@@ -57,7 +57,11 @@ const COMMANDS: Record<string, CommandSpec> = {
     forms: ['<model> --layers 3,5 --no-scp [--out <dir>]', `<model> --recipe ${RECIPE_FILE} [--out <dir>]`],
     summary: [
       'Short-LVLM: token importance scores, layer redundancy, removal of round(ratio x L) layers and',
-      `subspace-compensated pruning (SCP). Writes <model>${OUTPUT_INFIX}<method>-r<ratio>/ beside the model`,
+      'subspace-compensated pruning (--method svl). --method greedy (the default) chooses by the measured',
+      'output change on calibration samples; --min-agreement / --max-kl replace the ratio by a quality',
+      'budget measured on held-out samples (--compensation ls: least-squares compensation, opt-in).',
+      '--execution layerwise runs the decoder one layer at a time; a killed calibration resumes when rerun.',
+      `Writes <model>${OUTPUT_INFIX}<method>-r<ratio>[-noscp|-scp|-ls]/ beside the model`,
       `(or --out) with ${REPORT_FILE} and ${RECIPE_FILE}. With --layers, removes exactly those layers`,
       '(--no-scp: no calibration needed); with --recipe, re-applies a recorded pruning.',
     ].join('\n'),
@@ -71,7 +75,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       common.json,
       common.quiet,
     ],
-    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, report?, warnings?, seconds}; scp is whether a layer was compensated, warnings what the report says went otherwise than asked (also on stderr).',
+    json: 'one JSON document on one line: {out, removed, ratio, numLayers, method, scp, compensation?, note?, skipCost?, compensationNote?, report?, warnings?, seconds}; scp is whether a layer was compensated, warnings what the report says went otherwise than asked (also on stderr).',
   },
   bench: {
     name: 'bench',
@@ -143,11 +147,21 @@ function tableValues(p: Parsed, flags: ReturnType<typeof tableFlags>): Record<st
   const o: Record<string, unknown> = {};
   for (const f of flags) {
     const v = p.values.get(f.name);
-    if (v !== undefined) o[f.key] = v === true ? false : parseSpecValue(f.spec, v, `--${f.name}`);
+    if (v === undefined || v === f.spec.unset) continue; // e.g. --compensation auto: the engine decides
+    o[f.key] = v === true ? false : parseSpecValue(f.spec, v, `--${f.name}`);
   }
   return o;
 }
-const pruneOptions = (p: Parsed) => tableValues(p, optionFlags) as Partial<PruneOptions>;
+/** prune's options, with the checks that involve two flags. */
+function pruneOptions(p: Parsed): Partial<PruneOptions> {
+  const o = tableValues(p, optionFlags) as Partial<PruneOptions>;
+  if (o.compensation) {
+    if (o.scp === false && o.compensation !== 'none') throw new UsageError(`--no-scp contradicts --compensation ${o.compensation}`, 'prune');
+    o.scp = o.compensation === 'scp';
+  } else if (o.scp === false) o.compensation = 'none';
+  if ((o.minAgreement !== undefined || o.maxKl !== undefined) && o.ratio !== undefined) throw new UsageError('--ratio and a quality budget (--min-agreement / --max-kl) exclude each other', 'prune');
+  return o;
+}
 const runOptions = (p: Parsed) => tableValues(p, runFlags) as RunOptions;
 
 // ------------------------------------------------------------------ commands
@@ -173,7 +187,16 @@ async function prune(p: Parsed): Promise<void> {
   for (const w of r.warnings ?? []) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
   if (has(p, 'json')) process.stdout.write(JSON.stringify(r) + '\n');
   else {
-    process.stdout.write(`removed layers ${r.removed.join(', ')} (${r.method}${r.scp ? ' + SCP' : ''}): ${r.numLayers} layers remain\nwrote ${r.out}\n`);
+    const lines: string[] = [];
+    if (r.skipCost?.length) {
+      lines.push('measured skip cost (one layer skipped; held-out calibration samples, first answer token):');
+      lines.push(...r.skipCost.map((c) => `  layer ${String(c.layer).padStart(2)}  KL ${c.kl.toFixed(4)}  agreement ${(100 * c.agreement).toFixed(1)} %`));
+    }
+    if (r.note) lines.push(`method: ${r.note}`);
+    if (r.compensationNote) lines.push(`compensation: ${r.compensationNote}`);
+    const comp = r.scp ? ' + SCP' : r.compensation === 'ls' ? ' + least squares' : '';
+    lines.push(`removed layers ${r.removed.join(', ')} (${r.method}${comp}): ${r.numLayers} layers remain`, `wrote ${r.out}`);
+    process.stdout.write(lines.join('\n') + '\n');
     // Each dtype variant when there are several, or any that was not compensated or not carried over.
     for (const v of r.variants ?? []) if (r.variants!.length > 1 || v.note) process.stdout.write(`  ${v.file}: ${v.status}${v.note ? ` (${v.note})` : ''}\n`);
   }

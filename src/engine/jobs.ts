@@ -11,7 +11,8 @@ import { benchModels } from './bench/evaluate';
 import { loadCalibration, loadEval } from './data/datasets';
 import { discoverLayers } from './graph/layers';
 import { CalibrationSession } from './method/calibrate';
-import { applyRecipe, DEFAULT_OPTIONS, JobHooks, JobResult, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { applyRecipe, compensationOf, DEFAULT_HOLDOUT, DEFAULT_OPTIONS, hasBudget, JobHooks, JobResult, methodNote, pruneWithStats, runCalibration } from './method/shortLvlm';
+import { splitHoldout } from './method/outputAware';
 import { checkOutputLocation } from './outputLocation';
 import { checkLayerIndices } from './graph/surgery';
 import { OnnxFile } from './onnx/onnxFile';
@@ -128,19 +129,39 @@ export async function pruneJob(a: PruneArgs, hooks: JobHooks = {}): Promise<Prun
     return { ...summary(r.outDir, r.removed, r.numLayers, 'manual', false), variants: r.variants };
   }
   if (!a.calib) throw new Error(o.method === 'manual' ? 'compensating a hand-made choice needs --calib (or pass --no-scp)' : 'automatic pruning needs calibration data: pass --calib <file> (LLaVA conversation JSON/JSONL), or --layers with --no-scp');
-  const samples = loadCalibration(a.calib, o.samples);
+  const all = loadCalibration(a.calib, o.samples);
+  const comp = compensationOf(o);
   const cs = await CalibrationSession.open(pkg, { threads: a.threads, execution: a.execution, device: a.device });
   hooks.log?.(`decoder execution: ${cs.execution.reason}`);
   const checkpoint = calibrationCheckpoint(out);
   try {
+    // After the package's front end opened: a package the engine cannot run is named before a too-small sample.
+    // Output-aware choices (greedy, a budget) calibrate and choose on one slice and measure on
+    // the other; the score-ranked methods keep calibrating on every sample as published, and the
+    // held-out slice then only feeds the report's skip costs.
+    const disjoint = o.method === 'greedy' || hasBudget(o);
+    const fraction = o.holdout ?? DEFAULT_HOLDOUT;
+    const heldCount = Math.round(fraction * all.length);
+    // The score-ranked methods need no held-out slice: with too few samples for one, they skip the measurement.
+    const split = disjoint || (heldCount >= 1 && heldCount < all.length) ? splitHoldout(all, fraction) : { select: all, heldOut: [] as typeof all };
+    const samples = disjoint ? split.select : all;
     const timings: Record<string, number> = {};
     const t = Date.now();
     const stats = await runCalibration(cs, samples, o, hooks, { checkpoint });
     timings.calibrateSeconds = (Date.now() - t) / 1000;
-    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib) }, hooks, timings);
+    const res: JobResult = await pruneWithStats(pkg, cs, samples, stats, o, { outDir: out, overwrite: a.overwrite, calibFile: path.resolve(a.calib), heldOut: split.heldOut, heldOutInCalibration: !disjoint, threads: a.threads, device: a.device }, hooks, timings);
     fs.rmSync(checkpoint, { force: true });
+    const applied = res.report.compensationCheck?.applied === false ? 'none' : comp;
     // SCP may be skipped for a family (a norm after the projected weight): say so, not "+ SCP".
-    return { ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, res.recipe.compensation.length > 0, path.join(res.outDir, REPORT_FILE), res.report.warnings), variants: res.report.output.variants };
+    const scp = comp === 'scp' && res.recipe.compensation.length > 0;
+    return {
+      ...summary(res.outDir, res.report.removed, res.report.output.numLayers, o.method, scp, path.join(res.outDir, REPORT_FILE), res.report.warnings),
+      compensation: applied === 'scp' && !scp ? 'none' : applied,
+      note: methodNote(o),
+      skipCost: res.report.layers.filter((l) => l.skipCost).map((l) => ({ layer: l.index, kl: l.skipCost!.kl, agreement: l.skipCost!.agreement })),
+      compensationNote: res.report.compensationCheck?.note,
+      variants: res.report.output.variants,
+    };
   } finally {
     await cs.dispose();
   }

@@ -16,6 +16,7 @@ import { log, showError } from './log';
 import { Panels, readReport } from './panels';
 import { InspectResult, RunManager, RunRecord } from './runManager';
 import * as settings from './settings';
+import { pruneChoices } from './pruneChoices';
 
 const LAST_RATIO = 'shortLvlm.lastRatio';
 export const LAST_CALIB = 'shortLvlm.lastCalibration';
@@ -76,12 +77,13 @@ export class Commands {
     // Keep the measurements (and the hand-made selection) when the view already shows this model.
     if (this.layers.current()?.root !== model.root) this.layers.show({ root: model.root, numLayers: model.numLayers });
 
-    const ratio = await this.pickRatio(model.numLayers);
-    if (ratio === undefined) return;
-    const options: Partial<PruneOptions> = { ...settings.pruneOptionsFromSettings(), ratio };
+    const amount = await this.pickAmount(model.numLayers);
+    if (amount === undefined) return;
+    const base = settings.pruneOptionsFromSettings();
+    const options: Partial<PruneOptions> = amount.minAgreement !== undefined ? { ...base, minAgreement: amount.minAgreement } : { ...base, ratio: amount.ratio };
     const calib = await this.pickData('calibration', model.root, LAST_CALIB, 'calibrationData', '**/*calib*.{json,jsonl}', 'data/tiny-vqa/calib.json');
     if (!calib) return;
-    await this.ctx.globalState.update(LAST_RATIO, ratio);
+    await this.ctx.globalState.update(LAST_RATIO, amount.ratio ?? `budget:${amount.minAgreement}`);
     await this.ctx.globalState.update(LAST_CALIB, calib);
     await this.runPrune(target, model, calib, options);
   }
@@ -149,29 +151,27 @@ export class Commands {
     return uris?.[0]?.fsPath;
   }
 
-  private async pickRatio(numLayers: number): Promise<number | undefined> {
-    const last = this.ctx.globalState.get<number>(LAST_RATIO);
+  /** A fixed ratio or a quality budget (minimum held-out agreement), side by side. */
+  private async pickAmount(numLayers: number): Promise<{ ratio?: number; minAgreement?: number } | undefined> {
+    const stored = this.ctx.globalState.get<number | string>(LAST_RATIO);
+    const last = typeof stored === 'number' ? { ratio: stored } : typeof stored === 'string' && stored.startsWith('budget:') ? { minAgreement: Number(stored.slice(7)) } : undefined;
     const dflt = settings.config().get<number>('ratio', DEFAULT_PRUNE_OPTIONS.ratio);
-    const values = [...new Set([last ?? dflt, dflt, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5])];
-    type Item = vscode.QuickPickItem & { ratio?: number };
-    const items: Item[] = values.map((r) => ({
-      label: String(r),
-      description: `remove ${Math.round(r * numLayers)} of ${numLayers} layers${r === last ? ' (last used)' : r === dflt ? ' (default)' : ''}`,
-      ratio: r,
-    }));
+    type Item = vscode.QuickPickItem & { ratio?: number; minAgreement?: number };
+    const items: Item[] = pruneChoices(numLayers, { ...settings.pruneOptionsFromSettings(), ratio: dflt }, last);
     items.push({ label: '$(edit) Custom...' });
-    const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: pruning ratio (1/2)', placeHolder: 'Fraction of decoder layers to remove', ignoreFocusOut: true });
+    const pick = await vscode.window.showQuickPick(items, { title: 'Short-LVLM: pruning ratio or quality budget (1/2)', placeHolder: 'Fraction of decoder layers to remove, or a quality budget', ignoreFocusOut: true });
     if (!pick) return undefined;
-    if (pick.ratio !== undefined) return pick.ratio;
+    if (pick.ratio !== undefined) return { ratio: pick.ratio };
+    if (pick.minAgreement !== undefined) return { minAgreement: pick.minAgreement };
     const { min, max } = RATIO_RANGE;
     const s = await vscode.window.showInputBox({
       title: 'Short-LVLM: pruning ratio',
       prompt: `Fraction of the ${numLayers} decoder layers to remove, in (${min}, ${max}]`,
-      value: String(last ?? dflt),
+      value: String(last?.ratio ?? dflt),
       validateInput: (v) => (Number(v) > min && Number(v) <= max ? undefined : `a number in (${min}, ${max}]`),
       ignoreFocusOut: true,
     });
-    return s === undefined ? undefined : Number(s);
+    return s === undefined ? undefined : { ratio: Number(s) };
   }
 
   /**
@@ -226,7 +226,7 @@ export class Commands {
       ...originals.map((m) => ({ label: path.basename(m), description: 'original', detail: m, model: m, original: true, picked: latest ? latest.model === m : m === originals[0] })),
       ...hist.map((r) => ({
         label: path.basename(r.out),
-        description: `pruned: ${r.method}${r.scp ? '+SCP' : ''}, −[${r.removed.join(',')}]`,
+        description: `pruned: ${r.method}${(r.compensation ?? (r.scp ? 'scp' : 'none')) === 'scp' ? '+SCP' : r.compensation === 'ls' ? '+LS' : ''}, −[${r.removed.join(',')}]`,
         detail: r.out,
         model: r.out,
         original: false,

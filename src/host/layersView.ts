@@ -1,11 +1,13 @@
 // "Layers" tree: the decoder layers of the selected or last-run model, with the redundancy the
-// report measured (cosine on TIS-kept tokens and on all tokens), the selection rank and the
-// outcome. Checkboxes hold a hand-made choice for "Prune Selected Layers".
+// report measured (cosine on TIS-kept tokens and on all tokens), the measured skip cost (costly
+// layers get a warning icon), the selection rank and the outcome. Checkboxes hold a hand-made choice for "Prune Selected Layers".
 
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { isCostly } from '../protocol/report';
 import type { LayerReport, Report } from '../protocol/report';
+import { layerDescription, layerTooltip } from './layerText';
 
 export interface LayersModel {
   /** The original model package the layers belong to. */
@@ -87,29 +89,12 @@ export class LayersView implements vscode.TreeDataProvider<Node>, vscode.Disposa
     item.checkboxState = this.selected.has(node.index) ? vscode.TreeItemCheckboxState.Checked : vscode.TreeItemCheckboxState.Unchecked;
     const l = node.layer;
     if (l) {
-      const parts = [`TIS cos ${l.cosTis.toFixed(3)}`, `all ${l.cosAll.toFixed(3)}`];
-      if (l.rank !== null) parts.push(`rank ${l.rank + 1}`);
-      parts.push(l.status);
-      item.description = parts.join(' · ');
-      const [icon, color] = STATUS_ICON[l.status];
+      item.description = layerDescription(l);
+      const [icon, color] = isCostly(l) && l.status !== 'pruned' ? ['warning', 'charts.orange'] : STATUS_ICON[l.status];
       item.iconPath = new vscode.ThemeIcon(icon, new vscode.ThemeColor(color));
-      const md = new vscode.MarkdownString(
-        [
-          `**Layer ${l.index}** — ${l.status}`,
-          '',
-          `| | cosine (input → output) |`,
-          `|---|---|`,
-          `| TIS-kept tokens | ${l.cosTis.toFixed(4)} |`,
-          `| all tokens | ${l.cosAll.toFixed(4)} |`,
-          `| text tokens | ${l.cosText?.toFixed(4) ?? '—'} |`,
-          `| visual tokens | ${l.cosVisual?.toFixed(4) ?? '—'} |`,
-          '',
-          l.candidate ? `Candidate, rank ${l.rank !== null ? l.rank + 1 : '—'} (1 = most redundant).` : 'Outside the candidate range.',
-          `Visual share of kept tokens: ${(l.keptVisualShare * 100).toFixed(0)} %.`,
-        ].join('\n'),
-      );
+      const md = new vscode.MarkdownString(layerTooltip(l));
       item.tooltip = md;
-      item.contextValue = `layer.${l.status}`;
+      item.contextValue = `layer.${l.status}${isCostly(l) ? '.costly' : ''}`;
     } else {
       item.description = this.model?.report ? '' : 'not measured yet';
       item.iconPath = new vscode.ThemeIcon('layers');

@@ -19,6 +19,8 @@ export interface RunRecord {
   method: string;
   ratio: number;
   scp: boolean;
+  /** Compensation applied (absent in records made before it existed: then `scp` says). */
+  compensation?: string;
   removed: number[];
   numLayers: number;
   time: string;
@@ -91,6 +93,7 @@ export class RunManager implements vscode.Disposable {
       method: summary.method,
       ratio: summary.ratio,
       scp: summary.scp,
+      compensation: summary.compensation,
       removed: summary.removed,
       numLayers: summary.numLayers,
       time: new Date().toISOString(),

@@ -36,13 +36,13 @@ export class RunsView implements vscode.TreeDataProvider<RunRecord>, vscode.Disp
     const exists = fs.existsSync(r.out);
     const item = new vscode.TreeItem(`${path.basename(r.model)} → ${path.basename(r.out)}`);
     item.id = r.out + '|' + r.time;
-    item.description = `${r.method}${r.scp ? '+SCP' : ''} · ratio ${r.ratio.toFixed(2)} · −[${r.removed.join(',')}] · ${ago(r.time)}`;
+    item.description = `${r.method}${compLabel(r)} · ratio ${r.ratio.toFixed(2)} · −[${r.removed.join(',')}] · ${ago(r.time)}`;
     item.tooltip = new vscode.MarkdownString(
       [
         `**${path.basename(r.out)}**${exists ? '' : ' (folder no longer exists)'}`,
         '',
         `- model: \`${r.model}\``,
-        `- method: ${r.method}${r.scp ? ' + SCP' : ''}, ratio ${r.ratio.toFixed(3)}`,
+        `- method: ${r.method}${compLabel(r)}, ratio ${r.ratio.toFixed(3)}`,
         `- removed layers: ${r.removed.join(', ')} (${r.numLayers} remain)`,
         `- output: \`${r.out}\``,
         `- finished: ${new Date(r.time).toLocaleString()} in ${r.seconds.toFixed(1)} s`,
@@ -58,4 +58,9 @@ export class RunsView implements vscode.TreeDataProvider<RunRecord>, vscode.Disp
     this.emitter.dispose();
     for (const s of this.subs) s.dispose();
   }
+}
+
+function compLabel(r: RunRecord): string {
+  const c = r.compensation ?? (r.scp ? 'scp' : 'none');
+  return c === 'scp' ? '+SCP' : c === 'ls' ? '+LS' : '';
 }

@@ -15,7 +15,10 @@ export function config(): vscode.WorkspaceConfiguration {
 /** The pruning options from the shortLvlm.* settings (checked as the CLI checks its flags). */
 export function pruneOptionsFromSettings(): Partial<PruneOptions> {
   const c = config();
-  return optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.');
+  const o = optionsFromSettings((key, dflt) => c.get(key, dflt), 'shortLvlm.');
+  // shortLvlm.scp = false turns compensation off whatever shortLvlm.compensation says.
+  if (o.scp === false) delete o.compensation;
+  return o;
 }
 
 /** How jobs run (threads, ...) from the settings, through the protocol's run-option table. */

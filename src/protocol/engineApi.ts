@@ -3,7 +3,11 @@
 // process's messages are derived from this interface (messages.ts), so a job's result type is
 // declared once, here, and the host never names an engine module.
 
-import type { BenchmarkReport, BenchRow, DecoderVariantOutcome, PruneOptions, SweepRow } from './report';
+import type { DEVICES, EXECUTIONS } from './options';
+import type { BenchmarkReport, BenchRow, Compensation, CurvePoint, DecoderVariantOutcome, PruneOptions, SweepRow } from './report';
+
+export type Device = (typeof DEVICES)[number];
+export type Execution = (typeof EXECUTIONS)[number];
 
 /** Where a long job is: the stage, items done of total, and an estimate of the time left. */
 export interface Progress {
@@ -88,6 +92,13 @@ export interface PruneSummary {
   numLayers: number;
   method: string;
   scp: boolean;
+  /** Compensation actually applied (after any held-out fall-back). */
+  compensation?: Compensation;
+  /** One sentence naming the method that chose the layers. */
+  note?: string;
+  /** Per-layer measured skip cost (held-out KL, agreement), when measured. */
+  skipCost?: Array<{ layer: number; kl: number; agreement: number }>;
+  compensationNote?: string;
   /** The report written into the package (absent for packages made without calibration). */
   report?: string;
   /** What the report says went otherwise than asked (e.g. SCP skipped for a family). */
@@ -196,6 +207,8 @@ export interface SweepOutcome {
   evalItems: number;
   full: { accuracy: number; families: Record<string, number> };
   rows: SweepRow[];
+  /** Cost of each greedy search run for the sweep (one run serves every ratio: its order is a prefix chain). */
+  greedy?: Record<string, { candidates: [number, number]; seconds: number; trials: number; forwardPassesPerSample: number; curve: CurvePoint[] }>;
   exhaustive: Record<string, { subsets: number; best: SweepRow; worst: SweepRow; mean: number }>;
   random: Record<string, { seeds: number; mean: number; sd: number }>;
   /** The CLI's text table. */

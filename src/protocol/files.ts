@@ -3,7 +3,8 @@
 // options that made it, and the prefixes of the temporary folders the engine may leave behind
 // only when its process is killed (so the host can remove them).
 
-import type { PruneOptions } from './report';
+import { DEFAULT_PRUNE_OPTIONS } from './options';
+import { resolveCompensation, type PruneOptions } from './report';
 
 export const REPORT_FILE = 'short-lvlm-report.json';
 export const RECIPE_FILE = 'recipe.json';
@@ -23,12 +24,18 @@ export function partialPrefix(outName: string): string {
 }
 
 /**
- * The tag naming a run's output: `svl-r0.3`, `cosine-r0.2-noscp` for a calibrated choice,
+ * The tag naming a run's output: `svl-r0.3`, `cosine-r0.2-noscp`, `greedy-budget-a0.95`, `greedy-r0.3-ls`,
+ * `greedy-r0.3-ls` for a calibrated choice,
  * `l3-5` / `l3-5-scp` for a hand-made one (with or without compensation).
  */
 export function outputTag(o: Partial<PruneOptions>): string {
   if (o.layers?.length) return `l${o.layers.join('-')}${o.scp === false ? '' : '-scp'}`;
-  return `${o.method ?? 'svl'}-r${o.ratio ?? 0.3}${o.scp === false ? '-noscp' : ''}`;
+  const amount = o.minAgreement !== undefined || o.maxKl !== undefined ? `budget${o.minAgreement !== undefined ? `-a${o.minAgreement}` : ''}${o.maxKl !== undefined ? `-kl${o.maxKl}` : ''}` : `r${o.ratio ?? DEFAULT_PRUNE_OPTIONS.ratio}`;
+  const method = o.method ?? DEFAULT_PRUNE_OPTIONS.method;
+  // A suffix only when the compensation is not the method's own (SCP for svl and the baselines, none for greedy).
+  const comp = resolveCompensation(o);
+  const suffix = comp === resolveCompensation({ method }) ? '' : comp === 'scp' ? '-scp' : comp === 'ls' ? '-ls' : '-noscp';
+  return `${method}-${amount}${suffix}`;
 }
 
 /** The tag of a package re-made from a recipe. */

@@ -72,7 +72,7 @@ async function pruneInCalibration(): Promise<{ proc: ChildProcess; stderr: () =>
   let err = '';
   proc.stderr!.on('data', (b: Buffer) => (err += b.toString()));
   try {
-    await waitFor('calibration to start', () => /calibrate \d+\/320/.test(err) || proc.exitCode !== null);
+    await waitFor('calibration to start', () => /calibrate \d+\/\d+/.test(err) || proc.exitCode !== null);
     assert.equal(proc.exitCode, null, `the prune ended early: ${err}`);
     assert.equal(sessionDirs().length, 1, 'the calibration session folder exists beside the model');
   } catch (e) {
@@ -159,7 +159,7 @@ test('cancel during compensation (engine API): rejected, nothing left', async ()
   let compensating = 0;
   await assert.rejects(
     pruneJob(
-      { model: pkg, calib: CALIB, out: path.join(outParent, 'p'), options: { samples: 8, ratio: 0.2 } },
+      { model: pkg, calib: CALIB, out: path.join(outParent, 'p'), options: { method: 'svl', samples: 8, ratio: 0.2 } },
       {
         onProgress: (p) => {
           if (p.stage === 'compensate') cancel = ++compensating >= 2;

@@ -43,7 +43,7 @@ before(async () => {
   fs.cpSync(path.join(repo, 'models/tiny-llava'), orig, { recursive: true });
   // int8 as weight-only QDQ, quantized and uint8 as dynamic MatMulInteger: both 8-bit forms.
   writeVariants(orig, ['q4', 'fp16', 'q4f16', 'quantized', 'int8', 'uint8', 'bnb4'], { int8Qdq: true });
-  await pruneJob({ model: orig, calib: path.join(data, 'calib.json'), out: pruned, options: { layers: REMOVED, scp: true, samples: 4 } });
+  await pruneJob({ model: orig, calib: path.join(data, 'calib.json'), out: pruned, options: { layers: REMOVED, scp: true, samples: 4, holdout: 0 } });
 });
 
 test('all eight dtype variants are pruned together: same layers removed, config and caches consistent', () => {
@@ -202,7 +202,7 @@ test('without an fp32 decoder, calibration runs on fp16, on q4 or on uint8 when 
     fs.cpSync(orig, dir, { recursive: true });
     for (const d of Object.keys(SUFFIX) as Dtype[]) if (!c.keep.includes(d)) fs.rmSync(decoder(dir, d));
     const out = `${dir}-pruned`;
-    await pruneJob({ model: dir, calib: path.join(data, 'calib.json'), out, overwrite: true, options: { layers: REMOVED, scp: true, samples: 4 } });
+    await pruneJob({ model: dir, calib: path.join(data, 'calib.json'), out, overwrite: true, options: { layers: REMOVED, scp: true, samples: 4, holdout: 0 } });
     const report = JSON.parse(fs.readFileSync(path.join(out, 'short-lvlm-report.json'), 'utf8')) as Report;
     assert.equal(report.model.decoder, path.relative(dir, decoder(dir, c.calibrated)));
     assert.deepEqual(report.output.variants?.map((v) => v.status), ['calibrated', ...c.keep.filter((d) => d !== c.calibrated).map(() => 'compensated')]);

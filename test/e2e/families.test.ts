@@ -36,10 +36,10 @@ const IMAGE_TOKENS = { smolvlm: 80, gemma3: 16 };
 before(() => {
   assert.ok(fs.existsSync(cli), 'run npm run build first');
   for (const fam of FAMILIES) {
-    execFileSync(process.execPath, [cli, 'prune', fam.dir, '--calib', calib, '--ratio', '0.25', '--samples', '12', '--out', pruned(fam.name), '--quiet'], { stdio: 'ignore' });
+    execFileSync(process.execPath, [cli, 'prune', fam.dir, '--calib', calib, '--method', 'svl', '--ratio', '0.25', '--samples', '12', '--out', pruned(fam.name), '--quiet'], { stdio: 'ignore' });
   }
   const gemma = FAMILIES.find((f) => f.name === 'gemma3')!;
-  execFileSync(process.execPath, [cli, 'prune', gemma.dir, '--calib', calib, '--ratio', '0.25', '--samples', '12', '--scp-target', 'input', '--out', pruned('gemma3-input'), '--quiet'], { stdio: 'ignore' });
+  execFileSync(process.execPath, [cli, 'prune', gemma.dir, '--calib', calib, '--method', 'svl', '--ratio', '0.25', '--samples', '12', '--scp-target', 'input', '--out', pruned('gemma3-input'), '--quiet'], { stdio: 'ignore' });
 });
 
 function decoderInputs(dir: string): string[] {
@@ -151,7 +151,8 @@ for (const fam of FAMILIES) {
       assert.match(report.warnings.join('\n'), /SCP skipped.*normalization/);
     } else {
       assert.equal(report.pairs.length, report.removed.length, 'every removed layer compensated');
-      assert.deepEqual(report.warnings, []);
+      // The held-out check may say SCP raised the KL (svl keeps it as published); nothing else.
+      assert.deepEqual(report.warnings.filter((w) => !/held-out KL/.test(w)), []);
     }
     const items = loadEval(path.join(vqaDir, 'eval.jsonl'), 8);
     const rows = await benchModels([fam.dir, pruned(fam.name)], items);
@@ -218,7 +219,7 @@ test('gemma3: SCP on the input side (q, k, v, gate, up) compensates every remove
   const dir = pruned('gemma3-input');
   const report = JSON.parse(fs.readFileSync(path.join(dir, 'short-lvlm-report.json'), 'utf8')) as Report;
   const recipe = JSON.parse(fs.readFileSync(path.join(dir, 'recipe.json'), 'utf8')) as Recipe;
-  assert.deepEqual(report.warnings, []);
+  assert.deepEqual(report.warnings.filter((w) => !/held-out KL/.test(w)), []);
   assert.equal(report.pairs.length, report.removed.length);
   const src = OnnxFile.open(path.join(gemma.dir, 'onnx/decoder_model_merged.onnx'));
   const { layers } = discoverLayers(src.graph);

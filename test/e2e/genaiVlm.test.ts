@@ -196,7 +196,7 @@ test('genai packages: calibrate -> prune with compensation -> bench from the CLI
   for (const style of STYLES) {
     const dir = path.join(fixtures, style.name);
     const out = path.join(tmp, `${style.name}-scp`);
-    const r = cliRun('prune', dir, '--calib', calib, '--ratio', '0.34', '--out', out, '--json', '--quiet');
+    const r = cliRun('prune', dir, '--calib', calib, '--method', 'svl', '--ratio', '0.34', '--out', out, '--json', '--quiet');
     ok(r, `${style.name}: prune --calib`);
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
     assert.equal(res.removed.length, 2);

@@ -32,7 +32,7 @@ before(() => {
   assert.ok(fs.existsSync(cli), 'run npm run build first');
   for (const ratio of [0.1, 0.2, 0.3, 0.4]) {
     const out = path.join(tmp, `r${ratio}`);
-    const r = runCli(['prune', model, '--calib', calib, '--ratio', String(ratio), '--samples', '24', '--out', out, '--json', '--quiet']) as { out: string; removed: number[]; ratio: number };
+    const r = runCli(['prune', model, '--calib', calib, '--method', 'svl', '--ratio', String(ratio), '--samples', '24', '--out', out, '--json', '--quiet']) as { out: string; removed: number[]; ratio: number };
     assert.equal(r.out, out);
     outs.set(ratio, out);
   }
@@ -91,7 +91,7 @@ test('a recipe re-applied without calibration reproduces the pruned decoder', ()
 
 test('SCP changes exactly the partners\' down projections', () => {
   const noScp = path.join(tmp, 'noscp');
-  runCli(['prune', model, '--calib', calib, '--ratio', '0.3', '--samples', '24', '--no-scp', '--out', noScp, '--json', '--quiet']);
+  runCli(['prune', model, '--calib', calib, '--method', 'svl', '--ratio', '0.3', '--samples', '24', '--no-scp', '--out', noScp, '--json', '--quiet']);
   const withScp = OnnxFile.open(path.join(outs.get(0.3)!, 'onnx/decoder_model_merged.onnx'));
   const without = OnnxFile.open(path.join(noScp, 'onnx/decoder_model_merged.onnx'));
   const wi = without.initializerMap();

@@ -17,7 +17,7 @@ const TINY = path.join(ROOT, 'models', 'tiny-llava');
 const CALIB = path.join(ROOT, 'data', 'tiny-vqa', 'calib.json');
 const N = 32;
 
-const args = (out: string) => [CLI, 'prune', TINY, '--calib', CALIB, '--samples', String(N), '--no-scp', '--execution', 'whole', '--out', out];
+const args = (out: string) => [CLI, 'prune', TINY, '--calib', CALIB, '--method', 'svl', '--samples', String(N), '--no-scp', '--execution', 'whole', '--out', out];
 const checkpointOf = (out: string) => calibrationCheckpoint(out);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -46,7 +46,7 @@ function maxDiff(got: ArrayLike<number>, want: number[]): { diff: number; scale:
 
 before(() => {
   assert.ok(fs.existsSync(cli), 'run npm run build first');
-  execFileSync(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--ratio', '0.25', '--samples', '16', '--out', pruned, '--json', '--quiet'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--method', 'svl', '--ratio', '0.25', '--samples', '16', '--out', pruned, '--json', '--quiet'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 });
 
 test('the miniature is a Qwen2-VL package and small', () => {

@@ -40,7 +40,7 @@ test('CLI --device: a missing provider is one line on stderr and exit 1; a bad v
   assert.ok(fs.existsSync(CLI), 'run npm run build first');
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'device-')), 'pruned');
   const missing = (['dml', 'coreml'] as const).find((d) => !installedBackends().some((b) => b.name === d))!;
-  const run = (extra: string[]) => spawnSync(process.execPath, [CLI, 'prune', TINY, '--calib', CALIB, '--samples', '2', '--no-scp', '--quiet', '--out', out, ...extra], { encoding: 'utf8' });
+  const run = (extra: string[]) => spawnSync(process.execPath, [CLI, 'prune', TINY, '--calib', CALIB, '--method', 'svl', '--samples', '2', '--no-scp', '--quiet', '--out', out, ...extra], { encoding: 'utf8' });
   const r = run(['--device', missing]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, new RegExp(`^short-lvlm: the ${missing} execution provider is not in this onnxruntime-node[^\\n]*\\n$`));

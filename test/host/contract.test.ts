@@ -33,8 +33,9 @@ test('package.json settings follow the option table: names, allowed values, defa
     const p = props[`shortLvlm.${s.setting}`];
     assert.ok(p, `package.json declares shortLvlm.${s.setting}`);
     const dflt = defaults[key];
-    // Options the engine derives (rank, samples, candidates) default to 0 / "" = "let the engine decide".
-    assert.deepEqual(p.default, dflt ?? (p.type === 'string' ? '' : 0), `shortLvlm.${s.setting} default`);
+    // Options the engine derives (rank, samples, candidates) default to 0 / "" = "let the engine
+    // decide", or to the option's own word for it (compensation and execution: "auto").
+    assert.deepEqual(p.default, dflt ?? s.unset ?? (p.type === 'string' ? '' : 0), `shortLvlm.${s.setting} default`);
     if (s.kind === 'enum') assert.deepEqual(p.enum, [...s.values!], `shortLvlm.${s.setting} values`);
     if (s.kind === 'flag') assert.equal(p.type, 'boolean');
     if (s.kind === 'integer') assert.equal(p.type, 'integer');
@@ -46,7 +47,7 @@ test('package.json settings follow the option table: names, allowed values, defa
 test('settings are checked as the CLI checks its flags, errors naming the setting', () => {
   const settings = (values: Record<string, unknown>) => optionsFromSettings((k, d) => (k in values ? values[k] : d), 'shortLvlm.');
   // The defaults as the README's option table states them (seed has no setting).
-  assert.deepEqual(settings({}), { ratio: 0.3, method: 'svl', scp: true, scpTarget: 'down_proj', topP: 0.1, keepMode: 'count', features: 'kept' });
+  assert.deepEqual(settings({}), { ratio: 0.3, method: 'greedy', scp: true, scpTarget: 'down_proj', topP: 0.1, keepMode: 'count', features: 'kept' });
   assert.deepEqual(settings({ rank: 4, candidates: '8-15', samples: 16, scp: false }).candidates, [8, 15]);
   assert.equal(settings({ rank: 0 }).rank, undefined, '0 = automatic');
   const refuses = (values: Record<string, unknown>, re: RegExp) => assert.throws(() => settings(values), (e: Error) => e instanceof OptionError && re.test(e.message));
@@ -117,6 +118,12 @@ test('the CLI and the extension name an output folder the same way', () => {
     assert.equal(host, `${VARIANTS[0].name}-short-lvlm-l1-2`);
     assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, layers: [1, 2] }), 'l1-2-scp');
     assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'cosine', ratio: 0.2, scp: false }), 'cosine-r0.2-noscp');
+    // The suffix names a compensation other than the method's own: none for greedy, SCP for the others.
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS }), 'greedy-r0.3');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, compensation: 'scp' }), 'greedy-r0.3-scp');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, compensation: 'ls' }), 'greedy-r0.3-ls');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'svl' }), 'svl-r0.3');
+    assert.equal(outputTag({ ...DEFAULT_PRUNE_OPTIONS, method: 'svl', compensation: 'ls' }), 'svl-r0.3-ls');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

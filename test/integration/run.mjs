@@ -311,7 +311,7 @@ async function main() {
     await page.locator('.explorer-folders-view').waitFor({ timeout: 30000 * SCALE });
   });
 
-  const out1 = path.join(ws, 'models', 'tiny-llava-short-lvlm-svl-r0.3');
+  const out1 = path.join(ws, 'models', 'tiny-llava-short-lvlm-greedy-r0.3');
   await step('prune from the explorer context menu writes a pruned package', async () => {
     await pruneFromExplorer();
     await waitFor('the progress notification', () => seen(/pruning tiny-llava/i) || seen(/calibrat|prune|scp/i), 60000);
@@ -324,7 +324,11 @@ async function main() {
     assert(report.model.numLayers === 16, `original layers ${report.model.numLayers}`);
     assert(report.removed.length === 5, `expected round(0.3 x 16) = 5 layers removed, got [${report.removed}]`);
     assert(report.output.numLayers === 11, `expected 11 layers left, got ${report.output.numLayers}`);
-    assert(report.calibration.samples === 16, `calibration used ${report.calibration.samples} samples, setting says 16`);
+    // The default (greedy) chooses on some samples and measures on the held-out rest.
+    const m = report.measurement;
+    const used = report.calibration.samples + (m && !m.heldOutInCalibration ? m.heldOutSamples : 0);
+    assert(used === 16, `calibration used ${report.calibration.samples} + ${m?.heldOutSamples} held-out samples, setting says 16`);
+    assert(report.options.method === 'greedy' && m?.heldOutSamples > 0, `the explorer's default is greedy with a held-out slice (${report.options.method})`);
     say(`  removed layers ${report.removed.join(', ')}: ${seen(/pruned tiny-llava/)}`);
   });
 
@@ -338,13 +342,13 @@ async function main() {
     const checked = await layers.locator('.monaco-list-row .monaco-checkbox.checked, .monaco-list-row input[type=checkbox]:checked').count();
     say(`  ${texts.length} layer rows rendered, ${checked} checked`);
     const runs = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Runs' }) });
-    await waitFor('a run row', async () => (await runs.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-svl-r0.3' }).count()) > 0, 10000);
+    await waitFor('a run row', async () => (await runs.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-greedy-r0.3' }).count()) > 0, 10000);
   });
 
   await step('Open Report shows the report in the custom editor webview', async () => {
     await palette('Short-LVLM: Open Report...');
     const pick = await quickInput(/open report/i);
-    await waitFor('the report entry', () => pick.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-svl-r0.3' }).first().isVisible(), 10000);
+    await waitFor('the report entry', () => pick.locator('.monaco-list-row', { hasText: 'tiny-llava-short-lvlm-greedy-r0.3' }).first().isVisible(), 10000);
     await page.keyboard.press('Enter');
     const text = await waitFor(
       'webview text',

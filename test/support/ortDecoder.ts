@@ -38,6 +38,20 @@ export async function runDecoderStep(
   return { logits: outputs.logits.data as Float32Array, present, outputs };
 }
 
+/**
+ * A text-only prompt's decoder feeds without the KV cache (batch 1, no past): inputs_embeds
+ * [1, S, H] float32, a mask of ones, and 0..S-1 positions when the graph takes position_ids.
+ */
+export function plainPromptFeeds(inputNames: readonly string[], embeds: Float32Array, hidden: number): Record<string, ort.Tensor> {
+  const S = embeds.length / hidden;
+  const feeds: Record<string, ort.Tensor> = {
+    inputs_embeds: new ort.Tensor('float32', embeds, [1, S, hidden]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]),
+  };
+  if (inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(i)), [1, S]);
+  return feeds;
+}
+
 /** Largest |a[i] - b[i]| (same lengths required). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);

@@ -17,6 +17,8 @@ export type BenchLine = BenchRow;
 export interface Fixtures {
   dir: string;
   report: Report;
+  /** A greedy, quality-budget report (only with `greedy`). */
+  greedyReport?: Report;
   benchLines: BenchLine[];
   benchmark: BenchmarkReport;
   /** The same benchmark with the sweep's rows (for the trade-off chart). */
@@ -26,7 +28,7 @@ export interface Fixtures {
   images: Record<number, string>;
 }
 
-export async function makeFixtures(opts: { sweep?: boolean; model?: string } = {}): Promise<Fixtures> {
+export async function makeFixtures(opts: { sweep?: boolean; model?: string; greedy?: boolean } = {}): Promise<Fixtures> {
   const cli = path.join(REPO, 'dist', 'cli.js');
   if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing: run `npm run build` first');
   if (!fs.existsSync(path.join(REPO, 'dist', 'webview.js'))) throw new Error('dist/webview.js is missing: run `npm run build` first');
@@ -44,7 +46,14 @@ export async function makeFixtures(opts: { sweep?: boolean; model?: string } = {
         opt,
       )
     : Promise.resolve(null);
-  await run(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--samples', '16', '--ratio', '0.3', '--out', pruned, '--json', '--quiet'], opt);
+  await run(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--method', 'svl', '--samples', '16', '--ratio', '0.3', '--out', pruned, '--json', '--quiet'], opt);
+  // The output-aware method under a quality budget: skip costs, the greedy curve and the budget.
+  let greedyReport: Report | undefined;
+  if (opts.greedy) {
+    const g = path.join(dir, 'greedy');
+    await run(process.execPath, [cli, 'prune', model, '--calib', path.join(data, 'calib.json'), '--method', 'greedy', '--samples', '64', '--min-agreement', '0.9', '--out', g, '--json', '--quiet'], opt);
+    greedyReport = JSON.parse(fs.readFileSync(path.join(g, 'short-lvlm-report.json'), 'utf8')) as Report;
+  }
   const report = JSON.parse(fs.readFileSync(path.join(pruned, 'short-lvlm-report.json'), 'utf8')) as Report;
   const bench = await run(process.execPath, [cli, 'bench', model, pruned, '--eval', path.join(data, 'eval.jsonl'), '--samples', '40', '--json', '--quiet', '--no-save'], opt);
   const benchLines = bench.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as BenchLine);
@@ -60,5 +69,5 @@ export async function makeFixtures(opts: { sweep?: boolean; model?: string } = {
   report.tokenSamples.forEach((s, i) => {
     if (s.image && fs.existsSync(s.image)) images[i] = pngDataUri(s.image);
   });
-  return { dir, report, benchLines, benchmark, benchmarkWithSweep: { ...benchmark, sweep: sweepRows }, sweepRows, images };
+  return { dir, report, greedyReport, benchLines, benchmark, benchmarkWithSweep: { ...benchmark, sweep: sweepRows }, sweepRows, images };
 }

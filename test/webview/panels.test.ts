@@ -101,6 +101,34 @@ describe('webview panels in Chromium', () => {
   for (const theme of ['light', 'dark'] as const) {
     const vars = THEME_VARS[theme];
 
+    test(`redundancy panel (${theme}): measured skip cost beside the cosines, costly layers flagged, the budget curve`, async () => {
+      const r = fx.report;
+      assert.ok(r.layers.every((l) => l.skipCost), 'the CLI report measures every layer');
+      // A budget curve as a greedy run records it (numbers chosen here; the panel only draws them).
+      const curve = [
+        { removed: [10], added: 10, selectionKl: 0.01, kl: 0.02, agreement: 1 },
+        { removed: [9, 10], added: 9, selectionKl: 0.03, kl: 0.05, agreement: 0.95 },
+        { removed: [9, 10, 15], added: 15, selectionKl: 0.08, kl: 0.2, agreement: 0.8 },
+      ];
+      const withCurve = { ...r, removed: [9, 10], selection: { method: 'greedy' as const, objective: 'mean-kl' as const, candidates: [8, 9, 10, 11, 12, 13, 14, 15], curve, budget: { minAgreement: 0.9, layers: 2 } } };
+      const p = await open('redundancy', theme);
+      await p.send({ type: 'show', panel: 'redundancy', report: withCurve });
+      const c = await chart(p, 'chart-skip-cost');
+      assert.ok(c && c.drawn, 'skip cost chart drawn');
+      assert.deepEqual(c.datasets[0].data, r.layers.map((l) => l.skipCost!.kl));
+      assert.deepEqual(c.datasets[1].data, r.layers.map((l) => l.skipCost!.agreement));
+      const costly = r.layers.filter((l) => l.skipCost!.agreement < 0.95 || l.skipCost!.kl > 0.1).map((l) => l.index);
+      const flagged = await p.page.$$eval('#layer-table tbody tr', (trs) => trs.filter((tr) => tr.querySelector('td.costly')).map((tr) => Number(tr.getAttribute('data-layer'))));
+      assert.deepEqual(flagged, costly);
+      const q = await chart(p, 'chart-quality-curve');
+      assert.ok(q && q.drawn, 'budget curve drawn');
+      assert.deepEqual(q.datasets[0].data, curve.map((x) => x.agreement));
+      assert.deepEqual(q.datasets[1].data, curve.map((x) => x.kl));
+      assert.deepEqual(q.datasets[2].data, [0.9, 0.9, 0.9], 'the budget line');
+      assert.deepEqual(await p.problems(), []);
+      await p.page.close();
+    });
+
     test(`redundancy panel (${theme}): cosines, pruned markers, candidate range, table, layer selection`, async () => {
       const r = fx.report;
       const p = await open('redundancy', theme);

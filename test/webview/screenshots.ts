@@ -1,6 +1,8 @@
 // Screenshots of the four panels in Light+ and Dark+ for the README, from a real report of the
-// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png; with a model
-// and a prefix, of another package (e.g. the Qwen2-VL miniature, Dark+ only):
+// tiny VLM: docs/screenshots/{redundancy,tokens,gap,benchmark}-{light,dark}.png, and
+// skipcost-{light,dark}.png: the redundancy panel of a greedy, quality-budget run (measured skip
+// cost beside the cosines, the budget curve); with a model and a prefix, of another package
+// (e.g. the Qwen2-VL miniature, Dark+ only):
 //   npm run build && node out/test/webview/screenshots.js [outDir] [model prefix]
 // (Not a test: it only runs when started directly, never under node --test.)
 
@@ -23,7 +25,7 @@ async function capture(p: PanelPage, what: string, file: string): Promise<string
 
 export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screenshots'), model?: string, prefix = ''): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
-  const fx = await makeFixtures({ sweep: true, model });
+  const fx = await makeFixtures({ sweep: true, model, greedy: !model });
   const server = await startServer();
   const browser = await launchChromium();
   const written: string[] = [];
@@ -35,6 +37,16 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
         if (panel === 'tokens') await p.page.waitForSelector('#patch-figure.has-image');
         written.push(await capture(p, `${panel}/${theme}`, path.join(outDir, `${prefix}${panel}-${theme}.png`)));
       }
+      const p = await openPanel(browser, server.origin, 'redundancy', theme, { width: 1100, height: 800, images: fx.images });
+      await p.send({ type: 'show', panel: 'redundancy', report: fx.greedyReport! });
+      await p.page.waitForSelector('#chart-quality-curve');
+      await p.page.waitForTimeout(150);
+      const problems = await p.problems();
+      if (problems.length) throw new Error(`skip cost/${theme}: ${problems.join('; ')}`);
+      const file = path.join(outDir, `skipcost-${theme}.png`);
+      await p.page.screenshot({ path: file, fullPage: true });
+      written.push(file);
+      await p.page.close();
     }
   } finally {
     await browser.close();

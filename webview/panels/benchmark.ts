@@ -10,6 +10,7 @@ import { basename, bytes, fixed, pct, sig } from '../format';
 import { alpha, Theme } from '../theme';
 import { empty, header } from './common';
 import type { PanelContext } from './context';
+import { qualityCurve } from './qualityCurve';
 
 export const rowLabel = (r: BenchRow) => r.label || `${basename(r.model)} (${r.numLayers} layers)`;
 
@@ -28,6 +29,7 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
   const rows = b?.rows ?? [];
   const sweep = b?.sweep ?? [];
   if (!rows.length && !sweep.length) {
+    if (ctx.report.selection?.curve.length) root.append(qualityCurve(ctx));
     root.append(
       empty(
         'No benchmark yet',
@@ -121,6 +123,8 @@ export function renderBenchmark(root: HTMLElement, ctx: PanelContext): void {
   }
 
   if (sweep.length) root.append(sweepSection(ctx, sweep, rows[0]?.accuracy));
+  // The held-out quality curve the pruning recorded: the same trade-off, measured before any benchmark.
+  if (ctx.report.selection?.curve.length) root.append(qualityCurve(ctx));
 }
 
 /** Lines per method; random seeds as points plus their mean; exhaustive subsets as points plus their best. */

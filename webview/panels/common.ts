@@ -2,6 +2,7 @@
 
 import { PANEL_KINDS, PANEL_TITLES } from '../../src/protocol/messages';
 import type { Report } from '../../src/protocol/report';
+import { resolveCompensation } from '../../src/protocol/report';
 import { h } from '../dom';
 import { basename, bytes, layerList } from '../format';
 import { button } from '../toolkit';
@@ -20,7 +21,7 @@ export function header(ctx: PanelContext): HTMLElement {
   const facts: [string, string][] = [
     ['layers', `${L} → ${r.output?.numLayers ?? L - r.removed.length}`],
     ['removed', `${layerList(r.removed)} (${Math.round((r.removed.length / L) * 100)} %)`],
-    ['method', `${o.method}${o.scp ? ` + SCP (${o.scpTarget}, rank ${r.pairs[0]?.rank ?? o.rank ?? 'auto'})` : ', no SCP'}`],
+    ['method', methodFact(r)],
     ['tokens kept', `${o.keepMode === 'nucleus' ? 'nucleus ' : 'top '}${Math.round(o.topP * 100)} %`],
     ['calibration', `${r.calibration.samples} samples, ${r.calibration.tokensMean.toFixed(0)} tokens (${r.calibration.visualTokensMean.toFixed(0)} visual)`],
     ['size', r.output?.bytes ? bytes(r.output.bytes) : '–'],
@@ -40,6 +41,14 @@ export function header(ctx: PanelContext): HTMLElement {
     dl,
     warnings,
   );
+}
+
+/** The method and the compensation actually applied (after any held-out fall-back). */
+function methodFact(r: Report): string {
+  const o = r.options;
+  const comp = r.compensationCheck && !r.compensationCheck.applied ? 'none' : resolveCompensation(o);
+  const c = comp === 'scp' ? ` + SCP (${o.scpTarget}, rank ${r.pairs[0]?.rank ?? o.rank ?? 'auto'})` : comp === 'ls' ? ' + least squares' : ', no compensation';
+  return `${o.method}${c}${o.method === 'svl' ? ' (the paper\'s)' : o.method === 'greedy' ? ' (output-aware, not the paper\'s)' : ''}`;
 }
 
 export function empty(title: string, ...lines: (string | HTMLElement)[]): HTMLElement {

@@ -3,6 +3,7 @@
 // below lets the user pick layers for a manual prune.
 
 import type { ChartDataset, LegendItem, TooltipItem } from 'chart.js';
+import { isCostly, COSTLY_AGREEMENT, COSTLY_KL } from '../../src/protocol/report';
 import type { LayerReport, Report } from '../../src/protocol/report';
 import { axisTitle, bandColors, legendWithExtras, makeChart } from '../charts';
 import { chartBox, h, section } from '../dom';
@@ -11,6 +12,7 @@ import { alpha } from '../theme';
 import { button, checkbox, dropdown, isChecked, setDisabled } from '../toolkit';
 import { header, statusBadge } from './common';
 import type { PanelContext } from './context';
+import { qualityCurve } from './qualityCurve';
 
 export function candidateRange(r: Report): [number, number] | null {
   if (r.options.candidates) return r.options.candidates;
@@ -138,7 +140,77 @@ export function renderRedundancy(root: HTMLElement, ctx: PanelContext): void {
     },
   });
 
+  if (r.layers.some((l) => l.skipCost)) root.append(skipCostChart(ctx));
+  if (r.selection?.curve.length) root.append(qualityCurve(ctx));
   root.append(layerTable(ctx, pmap));
+}
+
+/** The measured effect of skipping each layer alone, beside the cosine proxy above. */
+function skipCostChart(ctx: PanelContext): HTMLElement {
+  const r = ctx.report;
+  const t = ctx.theme;
+  const m = r.measurement;
+  const { box, canvas } = chartBox('chart-skip-cost', 300, 'Measured skip cost per decoder layer');
+  const removed = new Set(r.removed);
+  makeChart(canvas, {
+    type: 'bar',
+    data: {
+      labels: r.layers.map((l) => String(l.index)),
+      datasets: [
+        {
+          type: 'bar',
+          label: 'KL(original ‖ layer skipped), nats',
+          data: r.layers.map((l) => l.skipCost?.kl ?? null),
+          backgroundColor: r.layers.map((l) => (isCostly(l) ? alpha(t.red, 0.75) : alpha(t.blue, 0.6))),
+          borderColor: r.layers.map((l) => (removed.has(l.index) ? t.fg : 'transparent')),
+          borderWidth: r.layers.map((l) => (removed.has(l.index) ? 2 : 0)),
+          yAxisID: 'y',
+          order: 2,
+        },
+        {
+          type: 'line',
+          label: 'Top-1 agreement',
+          data: r.layers.map((l) => (l.skipCost ? l.skipCost.agreement : null)) as number[],
+          borderColor: t.orange,
+          backgroundColor: t.orange,
+          pointRadius: 3,
+          borderWidth: 1.5,
+          yAxisID: 'y2',
+          order: 1,
+        },
+      ],
+    },
+    options: {
+      interaction: { mode: 'index', intersect: false },
+      scales: {
+        x: { title: axisTitle('decoder layer (skipped alone)'), grid: { display: false } },
+        y: { type: 'linear', beginAtZero: true, title: axisTitle('mean KL (nats)') },
+        y2: { type: 'linear', position: 'right', min: 0, max: 1, grid: { display: false }, title: axisTitle('top-1 agreement') },
+      },
+      plugins: {
+        legend: { position: 'bottom' },
+        tooltip: {
+          callbacks: {
+            title: (items: TooltipItem<'bar'>[]) => {
+              const l = r.layers[items[0]?.dataIndex ?? 0];
+              return `Layer ${l.index}${isCostly(l) ? ': costly, keep it' : ''}${removed.has(l.index) ? ' (removed)' : ''}`;
+            },
+          },
+        },
+      },
+    },
+  });
+  const costly = r.layers.filter(isCostly).map((l) => l.index);
+  return section(
+    'Measured skip cost',
+    `What skipping each layer alone does to the answer: mean KL between the original and the skipped model's next-token ` +
+      `distributions at the first answer token, and how often the top answer stays the same, on ${m?.heldOutSamples ?? '?'} held-out ` +
+      `calibration samples${m?.heldOutInCalibration ? ' (also used for calibration by this method)' : ' not used to choose'}. ` +
+      `Red bars: costly (agreement below ${pct(COSTLY_AGREEMENT, 0)} or KL above ${COSTLY_KL}) — ` +
+      (costly.length ? `layers ${layerList(costly)} should stay.` : 'none here.') +
+      ' Compare with the cosine above: a layer can look redundant and still decide answers.',
+    box,
+  );
 }
 
 function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
@@ -157,7 +229,7 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
     summary.textContent = `Selected: ${layerList(list)} (${list.length} of ${L} layers, ${Math.round((list.length / L) * 100)} %)`;
     setDisabled(apply, list.length === 0 || list.length >= L);
   };
-  const cols = ['', 'layer', 'status', 'rank', 'cos TIS-kept', 'cos all', 'cos text', 'cos visual', '1 − cos TIS', 'kept visual share', 'pair'];
+  const cols = ['', 'layer', 'status', 'rank', 'cos TIS-kept', 'cos all', 'cos text', 'cos visual', '1 − cos TIS', 'kept visual share', 'skip KL', 'skip agreement', 'pair'];
   const tbody = h('tbody');
   for (const l of r.layers) {
     const p = pmap.get(l.index);
@@ -182,6 +254,8 @@ function layerTable(ctx: PanelContext, pmap: Map<number, number>): HTMLElement {
         h('td', { class: 'num' }, fixed(l.cosVisual)),
         h('td', { class: 'num' }, sig(1 - l.cosTis)),
         h('td', { class: 'num' }, pct(l.keptVisualShare, 0)),
+        h('td', { class: `num${isCostly(l) ? ' costly' : ''}` }, fixed(l.skipCost?.kl)),
+        h('td', { class: `num${isCostly(l) ? ' costly' : ''}`, title: isCostly(l) ? 'costly: skipping this layer alone changes the answers' : '' }, pct(l.skipCost?.agreement)),
         h('td', {}, pair),
       ),
     );

@@ -1,7 +1,7 @@
 // Localising: which layers to remove, from one global ranking of per-layer redundancy over
 // the candidate range, and which retained layer compensates each removed one.
 
-export { defaultCandidates, layersToRemove } from '../../protocol/options';
+export { defaultCandidates, layersToRemove, outputAwareCandidates } from '../../protocol/options';
 
 function checkRange(n: number, [lo, hi]: [number, number], numLayers: number): number[] {
   if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 0 && hi < numLayers && lo <= hi)) {
