@@ -105,6 +105,12 @@ test('a decoder that is not there, an output folder that exists, a ratio the can
   ]);
 });
 
+test('a quality budget replaces the ratio: a ratio the candidates could not hold is not checked', async () => {
+  const L = JSON.parse(fs.readFileSync(path.join(MODEL, 'config.json'), 'utf8')).text_config.num_hidden_layers as number;
+  const r = await checkRun({ kind: 'prune', model: MODEL, calib: CALIB, out: path.join(tmp, 'o5'), options: { ratio: 0.5, minAgreement: 0.9, candidates: [L - 2, L - 1] } });
+  assert.deepEqual(r.problems, []);
+});
+
 test('a sweep: evaluation data, ratios and methods checked; nothing missing means no problems', async () => {
   const ok = await checkRun({ kind: 'sweep', model: MODEL, calib: CALIB, eval: EVAL, ratios: [0.25], methods: ['svl'], evalSamples: 12 });
   assert.deepEqual(ok.problems, []);

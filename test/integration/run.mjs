@@ -571,13 +571,18 @@ async function formSteps() {
     await formType(form, 'samples', '8');
     await formType(form, 'out', formOut);
     await waitFor('Run to be enabled', async () => !(await form.locator('#run').evaluate((b) => b.hasAttribute('disabled'))), 30000, 300);
+    const method = await form.locator('#field-method').evaluate((d) => d.value);
     const pruned = [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length;
     await form.locator('#run').click();
     await waitFor('the run to finish in the form', async () => /^Pruned: removed layers/.test(await form.locator('#run-outcome').innerText().catch(() => '')), 240000, 500);
     await waitFor('the "pruned" notification', () => [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length > pruned, 30000, 300);
     const report = JSON.parse(fs.readFileSync(path.join(formOut, 'short-lvlm-report.json'), 'utf8'));
     assert(report.removed.length === 4 && report.output.numLayers === 12, `expected round(0.25 x 16) = 4 layers removed, got [${report.removed}]`);
-    assert(report.calibration.samples === 8, `calibration used ${report.calibration.samples} samples, the form said 8`);
+    // Output-aware methods choose on some samples and measure on a held-out rest: together the 8 the form asked for.
+    const m = report.measurement;
+    const used = report.calibration.samples + (m && !m.heldOutInCalibration ? m.heldOutSamples : 0);
+    assert(used === 8, `calibration used ${report.calibration.samples} + ${m?.heldOutSamples} held-out samples, the form said 8`);
+    assert(report.options.method === method, `the report's method ${report.options.method}, the form's ${method}`);
     assert(fs.existsSync(path.join(formOut, 'onnx', 'decoder_model_merged.onnx')), 'no pruned decoder');
     say(`  ${await form.locator('#run-outcome').innerText()}`);
   });

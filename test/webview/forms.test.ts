@@ -104,6 +104,28 @@ describe('the prune form in Chromium', () => {
     assert.equal(await runDisabled(p), true);
   });
 
+  test('the target can be a quality budget (issue 10), parsed with its own bounds', async () => {
+    await type(p, 'model', MODEL);
+    await type(p, 'out', path.join(tmp, 'out3'));
+    await p.page.evaluate(() => {
+      const dd = document.getElementById('field-target') as HTMLElement & { value: string };
+      dd.value = 'minAgreement';
+      dd.dispatchEvent(new Event('change'));
+    });
+    await type(p, 'targetValue', '1.5');
+    assert.deepEqual(await reasons(p), ['Quality budget: minimum agreement: must be a number in (0, 1], got "1.5"']);
+    assert.equal(await p.page.textContent('label[for="field-targetValue"]'), 'Quality budget: minimum agreement');
+    await type(p, 'targetValue', '0.9');
+    assert.deepEqual(await reasons(p), []);
+    assert.equal(await p.page.textContent('#target-hint'), '', 'no layer count for a budget');
+    await p.page.evaluate(() => {
+      const dd = document.getElementById('field-target') as HTMLElement & { value: string };
+      dd.value = 'ratio';
+      dd.dispatchEvent(new Event('change'));
+    });
+    await type(p, 'targetValue', '0.25');
+  });
+
   test('valid input posts the run message with the options chosen', async () => {
     await type(p, 'model', path.join(MODEL, 'onnx', 'vision_encoder.onnx'));
     await type(p, 'out', path.join(tmp, 'out2'));

@@ -8,7 +8,9 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { outputName, outputTag } from '../../src/protocol/files';
 import type { PanelKind } from '../../src/protocol/messages';
+import { DEFAULT_PRUNE_OPTIONS } from '../../src/protocol/options';
 import { makeFixtures } from './fixtures';
 import { serveForm } from './formHost';
 import { launchChromium, openPanel, PanelPage, REPO, startServer } from './harness';
@@ -67,7 +69,8 @@ export async function takeFormScreenshots(outDir = path.join(REPO, 'docs', 'scre
     for (const theme of ['light', 'dark'] as const) {
       const p = await openPanel(browser, server.origin, 'pruneForm', theme, { width: 1100, height: 900 });
       // Light: ready to run; dark: a ratio out of range, so Run is disabled and says why.
-      const fields = { model: path.join(REPO, 'models', 'tiny-llava'), calib: path.join(REPO, 'data', 'tiny-vqa', 'calib.json'), out: path.join(REPO, 'models', 'tiny-llava-short-lvlm-svl-r0.3'), target: 'ratio', targetValue: theme === 'light' ? '0.3' : '0.6', method: 'svl', scp: 'true', compensation: 'auto', samples: '' };
+      const d = DEFAULT_PRUNE_OPTIONS;
+      const fields = { model: path.join(REPO, 'models', 'tiny-llava'), calib: path.join(REPO, 'data', 'tiny-vqa', 'calib.json'), out: path.join(REPO, 'models', outputName('tiny-llava', outputTag(d))), target: 'ratio', targetValue: theme === 'light' ? String(d.ratio) : '0.6', method: d.method, scp: 'true', compensation: 'auto', samples: '' };
       const host = await serveForm(p, 'pruneForm', fields);
       await p.page.waitForFunction(() => document.querySelectorAll('.thumb img').length > 0 && !document.getElementById('reasons')!.textContent!.includes('Checking'));
       host.stop();

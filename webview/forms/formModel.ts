@@ -61,7 +61,7 @@ export function parsePruneForm(f: FormFields): ParsedForm {
   if (comp) {
     const c = parse('compensation', () => parseSpecValue(comp, f.compensation ?? '', 'compensation'));
     // `unset` (e.g. auto): the engine decides, as with the setting.
-    if (c !== undefined && c !== (comp as OptionSpec & { unset?: string }).unset) options.compensation = c;
+    if (c !== undefined && c !== comp.unset) options.compensation = c;
   } else options.scp = f.scp !== 'false';
   const samples = parse('samples', () => optionalInt(f.samples, SPECS.samples.min ?? 1));
   if (samples !== undefined) options.samples = samples;

@@ -16,7 +16,7 @@ import { transformers } from '../runtime/vlmFrontend';
 import { inspectModel } from './inspect';
 import { describeError } from '../../protocol/errorText';
 import type { CalibPreviewSample, CheckRunArgs, RunCheck, RunProblem } from '../../protocol/engineApi';
-import { checkAgainstModel, OptionError } from '../../protocol/options';
+import { checkAgainstModel, defaultCandidates, OptionError } from '../../protocol/options';
 import type { PruneOptions } from '../../protocol/report';
 
 /** Images larger than this are previewed by name only (a data: URI travels through two IPC hops). */
@@ -122,9 +122,11 @@ export async function checkRun(a: CheckRunArgs): Promise<RunCheck> {
   if (check.model) {
     const L = check.model.numLayers;
     const ratios = a.kind === 'sweep' ? a.ratios ?? [] : o.layers?.length ? [] : [o.ratio];
+    // A sweep chooses among the last half for every method, as sweepJob checks it.
+    const checked: PruneOptions = a.kind === 'sweep' ? { ...DEFAULT_OPTIONS, candidates: defaultCandidates(L) } : o;
     for (const ratio of ratios) {
       try {
-        checkAgainstModel({ ...o, ratio }, L);
+        checkAgainstModel({ ...checked, ratio }, L);
       } catch (e) {
         if (!(e instanceof OptionError)) throw e;
         add(a.kind === 'sweep' && e.option === 'ratio' ? 'ratios' : e.option, [e.detail]);
