@@ -163,10 +163,16 @@ async function explorerMenu(fileName, entry) {
   await expand('models', 1);
   await expand('tiny-llava', 2);
   await expand('onnx', 3);
-  const file = await explorerRow(fileName, 4);
-  await file.click({ button: 'right' });
   const item = page.getByRole('menuitem', { name: entry, exact: true });
-  await waitFor(`context menu entry "${entry}"`, () => item.isVisible(), 10000);
+  // Rows move while the explorer refreshes (new output folders): a right-click that opened
+  // another row's menu is closed and tried again.
+  await waitFor(`context menu entry "${entry}"`, async () => {
+    if (await item.isVisible()) return true;
+    await page.keyboard.press('Escape');
+    await (await explorerRow(fileName, 4)).click({ button: 'right' });
+    await sleep(500);
+    return item.isVisible();
+  }, 20000, 100);
   // A click during the menu's opening animation can be lost: click until the menu closes.
   await waitFor('the context menu to run the command', async () => {
     if (await item.isVisible()) await item.click({ timeout: 2000 }).catch(() => undefined);
