@@ -28,13 +28,16 @@ const entries = [
   ...(fs.existsSync('src/extension.ts') ? [{ entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' }] : []),
   ...(fs.existsSync('src/engine/worker.ts') ? [{ entryPoints: ['src/engine/worker.ts'], outfile: 'dist/engineWorker.js' }] : []),
 ];
-const web = fs.existsSync('webview/main.ts')
-  ? [
-      { entryPoints: ['webview/main.ts'], outfile: 'dist/webview.js' },
-      // "Ask both models" is its own page (it shows answers, not a report).
-      { entryPoints: ['webview/ask/main.ts'], outfile: 'dist/askWebview.js' },
-    ].map((e) => ({ ...e, bundle: true, platform: 'browser', format: 'iife', target: 'es2022', sourcemap: !production, minify: production, logLevel: 'warning' }))
-  : [];
+const webview = { bundle: true, platform: 'browser', format: 'iife', target: 'es2022', sourcemap: !production, minify: production, logLevel: 'warning' };
+// The report panels (dist/webview.js), "Ask both models" (its own page: it shows answers, not a
+// report) and the run forms with the sweep's chart (dist/forms.js).
+const web = [
+  ['webview/main.ts', 'dist/webview.js'],
+  ['webview/ask/main.ts', 'dist/askWebview.js'],
+  ['webview/forms.ts', 'dist/forms.js'],
+]
+  .filter(([src]) => fs.existsSync(src))
+  .map(([src, out]) => ({ ...webview, entryPoints: [src], outfile: out }));
 
 const configs = [...entries.map((e) => ({ ...node, ...e })), ...web];
 if (watch) {

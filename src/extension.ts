@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { AskPanel } from './host/askPanel';
 import { Commands, LAST_CALIB } from './host/commands';
 import { EngineClient } from './host/engineClient';
+import { Forms } from './host/forms';
 import { LayersView } from './host/layersView';
 import { LinkedSelection } from './host/linkedSelection';
 import { log } from './host/log';
@@ -36,7 +37,10 @@ export function activate(ctx: vscode.ExtensionContext): void {
   // Ask both models (issue 15): its images come from the report's calibration file, else these.
   const ask = new AskPanel(ctx, runs, () => pathSetting('calibrationData') ?? ctx.globalState.get<string>(LAST_CALIB));
   ctx.subscriptions.push(ask, ask.register());
+  // The run forms and the sweep's chart (issue 15).
+  const forms = new Forms(ctx, runs, commands, () => layers.current()?.root);
   ctx.subscriptions.push(out, engine, runs, layers, runsView, panels, linked, ReportEditorProvider.register(ctx, panels, show), logSettingChanges(out), ...commands.register());
+  ctx.subscriptions.push(forms, ...forms.register());
   // Issue 15: the running job in the status bar, and the Getting Started walkthrough's commands.
   ctx.subscriptions.push(new JobStatusBar(runs), new Walkthrough(ctx, runs, (m) => layers.show(m)));
   const last = layers.lastReport();

@@ -2,14 +2,14 @@
 // ask it for a button, a dropdown or a checkbox and get plain elements with plain events, so
 // moving to @vscode-elements/elements means rewriting this file only.
 
-import { provideVSCodeDesignSystem, vsCodeButton, vsCodeCheckbox, vsCodeDropdown, vsCodeOption } from '@vscode/webview-ui-toolkit';
+import { provideVSCodeDesignSystem, vsCodeButton, vsCodeCheckbox, vsCodeDropdown, vsCodeOption, vsCodeTextField } from '@vscode/webview-ui-toolkit';
 
 let registered = false;
 
 export function registerToolkit(): void {
   if (registered) return;
   registered = true;
-  provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeDropdown(), vsCodeOption(), vsCodeCheckbox());
+  provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeDropdown(), vsCodeOption(), vsCodeCheckbox(), vsCodeTextField());
 }
 
 export function button(label: string, onClick: () => void, opts: { appearance?: 'primary' | 'secondary'; title?: string; id?: string } = {}): HTMLElement {
@@ -76,4 +76,15 @@ export function checkbox(label: string, checked: boolean, onChange: (checked: bo
 
 export function isChecked(el: Element): boolean {
   return Boolean((el as HTMLElement & { checked?: boolean }).checked);
+}
+
+/** A text field (the run forms' paths and numbers). `onInput` fires on every edit with the text. */
+export function textField(id: string, value: string, onInput: (value: string) => void, opts: { placeholder?: string; label?: string } = {}): HTMLElement & { value: string } {
+  const tf = document.createElement('vscode-text-field') as HTMLElement & { value: string };
+  tf.id = id;
+  tf.setAttribute('value', value);
+  if (opts.placeholder) tf.setAttribute('placeholder', opts.placeholder);
+  if (opts.label) tf.setAttribute('aria-label', opts.label);
+  tf.addEventListener('input', () => onInput(String(tf.value ?? '')));
+  return tf;
 }

@@ -1,7 +1,7 @@
 // Typed access to the webview API VS Code injects (acquireVsCodeApi may be called once).
 
 import type { BenchmarkReport, Report } from '../src/protocol/report';
-import type { PanelKind, WebviewToHost } from '../src/protocol/messages';
+import type { FormToHost, PanelKind, WebviewToHost } from '../src/protocol/messages';
 
 /** UI choices kept across reloads (per panel). */
 export interface UiState {
@@ -49,3 +49,6 @@ export function loadState(): PersistedState | undefined {
 export function saveState(s: PersistedState): void {
   api.setState(s);
 }
+
+/** The run forms' side (webview/forms.ts): the same API object, their own messages and state. */
+export const formApi = api as { postMessage(m: FormToHost): void; getState(): unknown; setState(s: unknown): void };

@@ -5,6 +5,8 @@
 
 import { askJob } from './commands/ask';
 import { inspectModel } from './commands/inspect';
+import { checkRun } from './commands/checkRun';
+import { sweepJob } from './bench/sweep';
 import { describeError } from '../protocol/errorText';
 import { benchJob, pruneJob } from './jobs';
 import type { JobHooks } from './method/shortLvlm';
@@ -38,6 +40,8 @@ function handlers(id: number): JobHandlers {
     prune: (a) => pruneJob(a, hooks),
     bench: (a) => benchJob(a, hooks),
     ask: (a) => askJob(a, hooks),
+    checkRun: (a) => checkRun(a),
+    sweep: (a) => sweepJob(a, hooks),
   };
 }
 

@@ -9,6 +9,7 @@ import { describeError } from '../protocol/errorText';
 import { isOutputName, outputTag, REPORT_FILE } from '../protocol/files';
 import { PANEL_KINDS, PANEL_TITLES, PanelKind, REPORT_VIEW_TYPE } from '../protocol/messages';
 import { DEFAULT_PRUNE_OPTIONS, RATIO_RANGE } from '../protocol/options';
+import type { Progress } from '../protocol/engineApi';
 import type { PruneOptions } from '../protocol/report';
 import { FailedData, orderChoices } from './dataOrder';
 import { LayersView } from './layersView';
@@ -22,7 +23,7 @@ import { pruneChoices } from './pruneChoices';
 
 const LAST_RATIO = 'shortLvlm.lastRatio';
 export const LAST_CALIB = 'shortLvlm.lastCalibration';
-const LAST_EVAL = 'shortLvlm.lastEvaluation';
+export const LAST_EVAL = 'shortLvlm.lastEvaluation';
 const BROWSE = '$(folder-opened) Browse...';
 
 export class Commands {
@@ -113,12 +114,13 @@ export class Commands {
     await this.runPrune(m.root, { root: m.root, numLayers: m.numLayers, decoder: '' }, calib, options);
   }
 
-  private async runPrune(target: string, model: InspectResult, calib: string | undefined, options: Partial<PruneOptions>): Promise<void> {
-    const out = uniqueFolder(settings.outputFolder(model.root, outputTag({ ...DEFAULT_PRUNE_OPTIONS, ...options })));
-    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, run: settings.runOptionsFromSettings() });
+  /** Prunes and offers the report; the run form passes its output folder and follows the progress. */
+  async runPrune(target: string, model: InspectResult, calib: string | undefined, options: Partial<PruneOptions>, form: { out?: string; onProgress?: (p: Progress) => void } = {}): Promise<RunRecord | undefined> {
+    const out = form.out ?? uniqueFolder(settings.outputFolder(model.root, outputTag({ ...DEFAULT_PRUNE_OPTIONS, ...options })));
+    const rec = await this.runs.prune({ model: target, modelRoot: model.root, calib, out, options, run: settings.runOptionsFromSettings(), onProgress: form.onProgress });
     // Only a calibration file that worked becomes "last used"; one that failed is offered last.
     if (calib) await this.rememberData(calib, LAST_CALIB, !!rec);
-    if (!rec) return;
+    if (!rec) return undefined;
     if (rec.report) this.showReportInLayers(rec.report);
     const msg = `Short-LVLM: pruned ${path.basename(model.root)} — removed layers ${rec.removed.join(', ')} (${rec.numLayers} of ${model.numLayers} remain) → ${path.basename(rec.out)}`;
     const actions = rec.report ? ['Open Report', 'Reveal in Explorer'] : ['Reveal in Explorer'];
@@ -126,6 +128,7 @@ export class Commands {
       if (a === 'Open Report' && rec.report) void this.openReport(vscode.Uri.file(rec.report));
       if (a === 'Reveal in Explorer') void revealFolder(rec.out);
     });
+    return rec;
   }
 
   private async inspect(target: string): Promise<InspectResult | undefined> {
@@ -230,12 +233,7 @@ export class Commands {
   }
 
   private isBundledModel(root: string): boolean {
-    try {
-      const bundled = fs.readFileSync(path.join(this.ctx.extensionPath, 'models', 'tiny-llava', 'config.json'), 'utf8');
-      return path.resolve(root) === path.join(this.ctx.extensionPath, 'models', 'tiny-llava') || fs.readFileSync(path.join(root, 'config.json'), 'utf8') === bundled;
-    } catch {
-      return false;
-    }
+    return isBundledModel(this.ctx.extensionPath, root);
   }
 
   private cancelRun(): void {
@@ -362,6 +360,16 @@ export function whatIsPruned(target: string, model: InspectResult): { title: str
   const decoders = [model.decoder, ...(model.decoderVariants ?? [])].map((d) => path.resolve(model.root, d));
   if (!chosen.endsWith('.onnx') || decoders.includes(chosen)) return { title };
   return { title, note: `${path.basename(target)} is not the decoder: layers are removed from ${model.decoder}${family}` };
+}
+
+/** Whether `root` is the bundled demo model (or a copy of it), whose demo data the extension ships. */
+export function isBundledModel(extensionPath: string, root: string): boolean {
+  try {
+    const bundled = fs.readFileSync(path.join(extensionPath, 'models', 'tiny-llava', 'config.json'), 'utf8');
+    return path.resolve(root) === path.join(extensionPath, 'models', 'tiny-llava') || fs.readFileSync(path.join(root, 'config.json'), 'utf8') === bundled;
+  } catch {
+    return false;
+  }
 }
 
 /** The model package folder holding an .onnx file (transformers.js keeps them in onnx/). */

@@ -8,7 +8,7 @@
 
 import * as path from 'path';
 import * as vscode from 'vscode';
-import type { BenchOutcome, InspectReport, JobResult, JobType, RunOptions } from '../protocol/engineApi';
+import type { BenchOutcome, InspectReport, JobResult, JobType, Progress, RunOptions, SweepArgs, SweepOutcome } from '../protocol/engineApi';
 import { OptionSpec, PRUNE_OPTION_SPECS, RUN_OPTION_SPECS } from '../protocol/options';
 import type { PruneOptions } from '../protocol/report';
 import { EngineClient, EngineError, Handle, Job } from './engineClient';
@@ -145,11 +145,14 @@ export class RunManager implements vscode.Disposable {
     return this.engine.request({ type: 'inspect', model }).result;
   }
 
-  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; run?: RunOptions }): Promise<RunRecord | undefined> {
+  async prune(args: { model: string; modelRoot: string; calib?: string; out: string; options: Partial<PruneOptions>; run?: RunOptions; onProgress?: (p: Progress) => void }): Promise<RunRecord | undefined> {
     const title = `Short-LVLM: pruning ${path.basename(args.modelRoot)}`;
     log().info(`prune ${args.model} -> ${args.out} options=${JSON.stringify(args.options)} calib=${args.calib ?? '(none)'}`);
-    const summary = await this.run(title, { type: 'prune', model: args.model, calib: args.calib, out: args.out, ...args.run, options: args.options }, () =>
-      removePartials(args.out),
+    const summary = await this.run(
+      title,
+      { type: 'prune', model: args.model, calib: args.calib, out: args.out, ...args.run, options: args.options },
+      () => removePartials(args.out),
+      args.onProgress,
     );
     if (!summary) return undefined;
     const rec: RunRecord = {
@@ -182,7 +185,13 @@ export class RunManager implements vscode.Disposable {
     return this.run(`Short-LVLM: benchmarking ${models.length} models`, { type: 'bench', models, eval: evalFile, samples, ...run, save: true });
   }
 
-  private async run<K extends JobType>(title: string, job: Job<K>, onAbort?: () => string[]): Promise<JobResult<K> | undefined> {
+  /** The paper's ablation on one model (methods x ratios), for the trade-off chart. */
+  async sweep(args: SweepArgs, onProgress?: (p: Progress) => void): Promise<SweepOutcome | undefined> {
+    log().info(`sweep ${args.model} ratios=${args.ratios.join(',')} methods=${args.methods?.join(',') ?? '(default)'} calib=${args.calib} eval=${args.eval}`);
+    return this.run(`Short-LVLM: sweeping ${path.basename(args.model)}`, { type: 'sweep', ...args }, undefined, onProgress);
+  }
+
+  private async run<K extends JobType>(title: string, job: Job<K>, onAbort?: () => string[], observe?: (p: Progress) => void): Promise<JobResult<K> | undefined> {
     this.lastOutcome = undefined;
     if (!(await this.whenIdle())) return undefined;
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
@@ -190,6 +199,7 @@ export class RunManager implements vscode.Disposable {
       let lastFrac = 0;
       const handle = this.engine.request(job, {
         onProgress: (p) => {
+          observe?.(p);
           if (p.stage !== lastStage) {
             log().info(`stage ${p.stage} (${p.total})`);
             lastStage = p.stage;

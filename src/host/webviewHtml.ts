@@ -7,7 +7,7 @@
 // :focus-visible probe) takes its nonce from <meta property="csp-nonce">. Images only from the
 // extension's resources or data: URIs (calibration images arrive as data URIs from the host).
 
-import { ASK_PAGE, PANEL_KINDS, WebviewPage } from '../protocol/messages';
+import { ASK_PAGE, FORM_KINDS, FormKind, PANEL_KINDS, PanelKind, WebviewPage } from '../protocol/messages';
 
 export interface WebviewHtmlOptions {
   /** `webview.cspSource` */
@@ -18,7 +18,8 @@ export interface WebviewHtmlOptions {
   scriptUri: string;
   /** `webview.asWebviewUri(media/webview.css)` */
   styleUri: string;
-  panel: WebviewPage;
+  /** A report panel, the ask page, or a form (dist/forms.js). */
+  panel: WebviewPage | FormKind;
   title: string;
 }
 
@@ -40,7 +41,7 @@ export function contentSecurityPolicy(cspSource: string, nonce: string): string 
 
 export function webviewHtml(opts: WebviewHtmlOptions): string {
   if (!/^[A-Za-z0-9+/=_-]{8,}$/.test(opts.nonce)) throw new Error('webviewHtml: nonce must be at least 8 base64/hex characters');
-  if (!PANEL_KINDS.includes(opts.panel as never) && opts.panel !== ASK_PAGE) throw new Error(`webviewHtml: unknown panel "${opts.panel}"`);
+  if (!PANEL_KINDS.includes(opts.panel as PanelKind) && opts.panel !== ASK_PAGE && !FORM_KINDS.includes(opts.panel as FormKind)) throw new Error(`webviewHtml: unknown panel "${opts.panel}"`);
   const nonce = opts.nonce;
   const csp = contentSecurityPolicy(opts.cspSource, nonce);
   return `<!DOCTYPE html>

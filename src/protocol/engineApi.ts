@@ -4,7 +4,7 @@
 // declared once, here, and the host never names an engine module.
 
 import type { DEVICES, EXECUTIONS } from './options';
-import type { BenchmarkReport, BenchRow, Compensation, DecoderVariantOutcome, PruneOptions } from './report';
+import type { BenchmarkReport, BenchRow, Compensation, CurvePoint, DecoderVariantOutcome, PruneOptions, SweepRow } from './report';
 
 export type Device = (typeof DEVICES)[number];
 export type Execution = (typeof EXECUTIONS)[number];
@@ -185,12 +185,107 @@ export interface AskResult {
   warnings?: string[];
 }
 
+// ---------------------------------------------------------------- issue 15: run form and sweep from the UI
+
+/** `checkRun`: what a run form needs checked and previewed before a prune or a sweep starts. */
+export interface CheckRunArgs {
+  kind: 'prune' | 'sweep';
+  model: string;
+  calib?: string;
+  /** Sweep: evaluation data. */
+  eval?: string;
+  /** Prune: the output folder (must not exist, its parent writable). */
+  out?: string;
+  /** Options as the form parsed them with the option table (checked here against the model). */
+  options?: Partial<PruneOptions>;
+  /** Sweep: the ratios to try. */
+  ratios?: number[];
+  /** Sweep: the methods to try. */
+  methods?: string[];
+  /** Sweep: evaluation items used. */
+  evalSamples?: number;
+  /** How many calibration samples to preview (default 4). */
+  previews?: number;
+  /** Read everything again (the check just before a run); otherwise unchanged files are not re-read. */
+  fresh?: boolean;
+}
+
+export interface CalibPreviewSample {
+  id: string;
+  /** The first user turn, without the image marker. */
+  prompt: string;
+  image?: string;
+  /** The image as a data: URI (absent when larger than the preview limit). */
+  thumbnail?: string;
+}
+
+/** One problem, named by the form field it belongs to (`model`, `calib`, `eval`, `out`, or a PruneOptions field). */
+export interface RunProblem {
+  field: string;
+  message: string;
+}
+
+export interface RunCheck {
+  model?: {
+    root: string;
+    /** The decoder file that will be pruned, relative to root, and its dtype variant. */
+    decoder: string;
+    variant: string;
+    decoderVariants: string[];
+    layout: string;
+    /** The family as the engine runs it (`llava (LlavaForConditionalGeneration)`, `genai phi3v`). */
+    family: string;
+    numLayers: number;
+  };
+  calib?: { file: string; format: 'json' | 'jsonl'; records: number; samples: number; previews: CalibPreviewSample[]; problems: string[] };
+  eval?: { file: string; items: number };
+  /** Prune: the output folder the run will write. */
+  out?: string;
+  /** Every reason the run cannot start; empty when it can. */
+  problems: RunProblem[];
+  /** The methods a sweep can try. */
+  sweepMethods: string[];
+}
+
+/** `sweep`: the paper's ablation (methods x ratios) on one model, scored in memory. */
+export interface SweepArgs extends RunOptions {
+  model: string;
+  calib: string;
+  eval: string;
+  ratios: number[];
+  methods?: string[];
+  randomSeeds?: number;
+  exhaustiveLimit?: number;
+  samples?: number;
+  evalSamples?: number;
+}
+
+/** A sweep's result: one row per method and ratio (random seeds included), the exhaustive search summarised. */
+export interface SweepOutcome {
+  model: string;
+  numLayers: number;
+  candidates: [number, number];
+  calibSamples: number;
+  evalItems: number;
+  full: { accuracy: number; families: Record<string, number> };
+  rows: SweepRow[];
+  /** Cost of each greedy search run for the sweep (one run serves every ratio: its order is a prefix chain). */
+  greedy?: Record<string, { candidates: [number, number]; seconds: number; trials: number; forwardPassesPerSample: number; curve: CurvePoint[] }>;
+  exhaustive: Record<string, { subsets: number; best: SweepRow; worst: SweepRow; mean: number }>;
+  random: Record<string, { seeds: number; mean: number; sd: number }>;
+  /** The CLI's text table. */
+  table: string;
+  seconds: number;
+}
+
 /** The jobs of the engine process. Each method's argument and result travel as JSON. */
 export interface EngineApi {
   inspect(a: InspectArgs): InspectReport;
   prune(a: PruneArgs): PruneSummary;
   bench(a: BenchArgs): BenchOutcome;
   ask(a: AskArgs): AskResult;
+  checkRun(a: CheckRunArgs): RunCheck;
+  sweep(a: SweepArgs): SweepOutcome;
 }
 
 export type JobType = keyof EngineApi;

@@ -3,8 +3,8 @@
 // Node IPC with these JSON messages, derived from the EngineApi so that each request's result
 // type follows from its job. Webviews receive a report and render one panel kind.
 
-import type { AskResult, EngineApi, JobArgs, JobResult, JobType, Progress } from './engineApi';
-import type { BenchmarkReport, Report } from './report';
+import type { AskResult, EngineApi, JobArgs, JobResult, JobType, Progress, RunCheck, SweepOutcome } from './engineApi';
+import type { BenchmarkReport, PruneOptions, Report } from './report';
 
 // ---------------------------------------------------------------- host -> engine
 
@@ -121,3 +121,53 @@ export type AskToHost =
   | { type: 'askBrowse' }
   | { type: 'ask'; image: string; question: string; maxNewTokens: number; topK: number }
   | { type: 'askCancel' };
+
+// ---------------------------------------------------------------- issue 15: run forms and the sweep's chart
+
+/** Webviews that are not report panels: the prune form, the sweep form and a sweep's trade-off chart. */
+export const FORM_KINDS = ['pruneForm', 'sweepForm', 'sweepChart'] as const;
+export type FormKind = (typeof FORM_KINDS)[number];
+
+export const FORM_TITLES: Record<FormKind, string> = {
+  pruneForm: 'Prune Model',
+  sweepForm: 'Trade-off Sweep',
+  sweepChart: 'Trade-off Chart',
+};
+
+export const formViewType = (kind: FormKind): string => `shortLvlm.form.${kind}`;
+
+/** What a form asks for, its fields parsed with the option table: checked by the engine, then run. */
+export interface FormRequest {
+  kind: 'prune' | 'sweep';
+  model: string;
+  calib: string;
+  /** Prune: the output folder. */
+  out?: string;
+  /** Sweep: evaluation data. */
+  eval?: string;
+  /** Prune: the method's options; sweep: `samples` only. */
+  options: Partial<PruneOptions>;
+  ratios?: number[];
+  methods?: string[];
+  evalSamples?: number;
+  randomSeeds?: number;
+  exhaustiveLimit?: number;
+}
+
+/** The fields of a form as text, keyed by field name (prefilled from the settings). */
+export type FormFields = Record<string, string>;
+
+export type HostToForm =
+  | { type: 'init'; kind: FormKind; fields: FormFields }
+  | { type: 'check'; seq: number; check: RunCheck }
+  | { type: 'field'; field: string; value: string }
+  | { type: 'progress'; progress: Progress }
+  | { type: 'runEnded'; outcome: 'done' | 'failed' | 'cancelled'; message: string }
+  | { type: 'sweepResult'; result: SweepOutcome };
+
+export type FormToHost =
+  | { type: 'ready' }
+  | { type: 'check'; seq: number; request: FormRequest }
+  | { type: 'browse'; field: string; folder: boolean; current: string }
+  | { type: 'run'; request: FormRequest }
+  | { type: 'cancel' };

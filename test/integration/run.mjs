@@ -160,20 +160,37 @@ async function palette(title) {
   await page.keyboard.press('Enter');
 }
 
-/** Right-click models/tiny-llava/onnx/<file> in the Explorer and choose "Prune with Short-LVLM". */
-async function explorerPrune(fileName) {
+/** Right-clicks a file of the bundled model's onnx/ folder in the explorer and runs a context-menu entry. */
+async function explorerMenu(fileName, entry) {
   if (!(await page.locator('.explorer-folders-view').isVisible())) await palette('View: Show Explorer');
   await expand('models', 1);
   await expand('tiny-llava', 2);
   await expand('onnx', 3);
-  await pruneMenuOn(await explorerRow(fileName, 4));
+  await menuOn(() => explorerRow(fileName, 4), entry);
+}
+
+/** Right-click models/tiny-llava/onnx/<file> in the Explorer and choose "Prune with Short-LVLM". */
+async function explorerPrune(fileName) {
+  await explorerMenu(fileName, 'Prune with Short-LVLM');
 }
 
 /** Right-clicks an explorer row and runs "Prune with Short-LVLM" from its context menu. */
 async function pruneMenuOn(row) {
-  await row.click({ button: 'right' });
-  const item = page.getByRole('menuitem', { name: 'Prune with Short-LVLM', exact: true });
-  await waitFor('context menu entry', () => item.isVisible(), 10000);
+  await menuOn(async () => row, 'Prune with Short-LVLM');
+}
+
+/** Right-clicks the row `findRow` locates and runs `entry` from its context menu. */
+async function menuOn(findRow, entry) {
+  const item = page.getByRole('menuitem', { name: entry, exact: true });
+  // Rows move while the explorer refreshes (new output folders): a right-click that opened
+  // another row's menu is closed and tried again.
+  await waitFor(`context menu entry "${entry}"`, async () => {
+    if (await item.isVisible()) return true;
+    await page.keyboard.press('Escape');
+    await (await findRow()).click({ button: 'right' });
+    await sleep(500);
+    return item.isVisible();
+  }, 20000, 100);
   // A click during the menu's opening animation can be lost: click until the menu closes.
   await waitFor('the context menu to run the command', async () => {
     if (await item.isVisible()) await item.click({ timeout: 2000 }).catch(() => undefined);
@@ -978,6 +995,98 @@ async function main() {
       60000,
       500,
     );
+  });
+  await formSteps();
+}
+
+// ------------------------------------------------------------------ issue 15: the run form and the sweep from the UI
+
+/** The webview frame holding `selector` (forms keep their context when hidden: several frames may be live). */
+async function frameWith(what, selector, timeoutMs = 30000) {
+  return waitFor(
+    what,
+    async () => {
+      for (const { frame } of await webviewTexts()) if (await frame.locator(selector).count().catch(() => 0)) return frame;
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+/** Types into a form's text field (a toolkit element; the input is in its shadow root) and waits for the engine's check. */
+async function formType(frame, field, text) {
+  await frame.locator(`#field-${field} input`).fill(text);
+  await waitFor(`the form to check ${field}`, async () => !(await frame.locator('#reasons').innerText()).includes('Checking'), 30000, 200);
+}
+
+async function formSteps() {
+  const formOut = path.join(ws, 'models', 'tiny-llava-form');
+  await step('the run form opens from the explorer, checks its fields, runs and writes a pruned package', async () => {
+    // The vision encoder: the form must say that the decoder is what gets pruned.
+    await explorerMenu('vision_encoder.onnx', 'Prune Model (Form)...');
+    const form = await frameWith('the run form', '#field-model');
+    await waitFor('the model facts', async () => /decoder_model_merged\.onnx/.test(await form.locator('#model-facts').innerText()), 60000, 500);
+    const facts = (await form.locator('#model-facts').innerText()).replace(/\s+/g, ' ');
+    assert(/decoder pruned onnx\/decoder_model_merged\.onnx \(fp32\)/.test(facts) && /family llava \(LlavaForConditionalGeneration\)/.test(facts) && /layers 16/.test(facts), `model facts: ${facts}`);
+    const count = await form.locator('#calib-count').innerText();
+    // All 320 samples, or the 16 that shortLvlm.samples asks for when this runs before the cancel step resets it.
+    assert(/^(320 usable samples|16 usable samples of 320 records) \(JSON\)/.test(count), `calibration preview: ${count}`);
+    assert((await form.locator('.thumb img[src^="data:image/png"]').count()) === 4, 'four thumbnails in the calibration preview');
+    // Invalid first: Run disabled with the reason.
+    await formType(form, 'targetValue', '0.7');
+    assert(await form.locator('#run').evaluate((b) => b.hasAttribute('disabled')), 'Run is enabled with ratio 0.7');
+    const why = await form.locator('#reasons').innerText();
+    assert(/Share of layers removed: must be a number in \(0, 0\.5\], got "0\.7"/.test(why), `reasons: ${why}`);
+    await formType(form, 'targetValue', '0.25');
+    await formType(form, 'samples', '8');
+    await formType(form, 'out', formOut);
+    await waitFor('Run to be enabled', async () => !(await form.locator('#run').evaluate((b) => b.hasAttribute('disabled'))), 30000, 300);
+    const method = await form.locator('#field-method').evaluate((d) => d.value);
+    const pruned = [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length;
+    await form.locator('#run').click();
+    await waitFor('the run to finish in the form', async () => /^Pruned: removed layers/.test(await form.locator('#run-outcome').innerText().catch(() => '')), 240000, 500);
+    await waitFor('the "pruned" notification', () => [...notifications].filter((s) => /pruned tiny-llava/.test(s)).length > pruned, 30000, 300);
+    const report = JSON.parse(fs.readFileSync(path.join(formOut, 'short-lvlm-report.json'), 'utf8'));
+    assert(report.removed.length === 4 && report.output.numLayers === 12, `expected round(0.25 x 16) = 4 layers removed, got [${report.removed}]`);
+    // Output-aware methods choose on some samples and measure on a held-out rest: together the 8 the form asked for.
+    const m = report.measurement;
+    const used = report.calibration.samples + (m && !m.heldOutInCalibration ? m.heldOutSamples : 0);
+    assert(used === 8, `calibration used ${report.calibration.samples} + ${m?.heldOutSamples} held-out samples, the form said 8`);
+    assert(report.options.method === method, `the report's method ${report.options.method}, the form's ${method}`);
+    assert(fs.existsSync(path.join(formOut, 'onnx', 'decoder_model_merged.onnx')), 'no pruned decoder');
+    say(`  ${await form.locator('#run-outcome').innerText()}`);
+  });
+
+  await step('a small sweep started from the UI shows its progress and opens the trade-off chart', async () => {
+    await palette('Short-LVLM: Trade-off Sweep...');
+    const form = await frameWith('the sweep form', '#field-ratios');
+    await waitFor('the sweep form to know the model', async () => /layers 16/.test((await form.locator('#model-facts').innerText()).replace(/\s+/g, ' ')), 60000, 500);
+    await formType(form, 'ratios', '0.25');
+    await formType(form, 'samples', '8');
+    await formType(form, 'evalSamples', '12');
+    await formType(form, 'randomSeeds', '1');
+    await formType(form, 'exhaustiveLimit', '0');
+    await waitFor('Run Sweep to be enabled', async () => !(await form.locator('#run').evaluate((b) => b.hasAttribute('disabled'))), 30000, 300);
+    const methods = await form.locator('#field-methods vscode-checkbox[checked]').evaluateAll((els) => els.map((e) => e.dataset.method));
+    await form.locator('#run').click();
+    await waitFor('the sweep progress in the form', async () => /\d+\/\d+/.test(await form.locator('#progress-text').innerText().catch(() => '')) || (await form.locator('#run-outcome').count()) > 0, 60000, 200);
+    await waitFor('the sweep to finish', async () => /^Done in/.test(await form.locator('#run-outcome').innerText().catch(() => '')), 240000, 500);
+    await waitFor('the chart tab', () => page.locator('.tab', { hasText: 'Trade-off Chart: tiny-llava' }).first().isVisible(), 30000, 300);
+    const chart = await frameWith('the trade-off chart', '#chart-sweep');
+    const saved = findFiles(path.join(userData, 'User', 'globalStorage'), /^tiny-llava-.*\.json$/).filter((f) => f.includes(`${path.sep}sweeps${path.sep}`));
+    assert(saved.length === 1, `one saved sweep expected, found ${saved.join(', ')}`);
+    const result = JSON.parse(fs.readFileSync(saved[0], 'utf8'));
+    const drawn = await waitFor('the chart to draw', () => chart.evaluate(() => {
+      const c = window.Chart?.getChart(document.getElementById('chart-sweep'));
+      return c && c.data.datasets.length ? c.data.datasets.map((d) => ({ label: d.label, data: d.data })) : undefined;
+    }), 20000, 300);
+    for (const m of methods) {
+      const row = result.rows.find((r) => r.method === m && r.ratio === 0.25);
+      const ds = drawn.find((d) => d.label.startsWith(`${m}:`));
+      assert(row && ds && ds.data.length === 1 && ds.data[0].x === 0.25 && ds.data[0].y === row.accuracy, `method ${m}: chart ${JSON.stringify(ds)} vs result ${JSON.stringify(row)}`);
+    }
+    assert((await chart.locator('#sweep-table tbody tr').count()) === result.rows.length, 'one table row per scored choice');
+    say(`  ${await form.locator('#run-outcome').innerText()}`);
   });
 }
 

@@ -9,7 +9,7 @@ import * as http from 'http';
 import type { AddressInfo } from 'net';
 import * as path from 'path';
 import type { Browser, Page } from 'playwright-core';
-import { ASK_PAGE, HostToAsk, HostToWebview, WebviewPage } from '../../src/protocol/messages';
+import { ASK_PAGE, FORM_KINDS, FormKind, HostToAsk, HostToForm, HostToWebview, WebviewPage } from '../../src/protocol/messages';
 import { webviewHtml } from '../../src/host/webviewHtml';
 import { DEFAULT_WEBVIEW_CSS, HarnessTheme, THEME_CLASS, THEME_VARS } from './themes';
 
@@ -75,10 +75,12 @@ export async function startServer(): Promise<Harness> {
     };
     if (url.pathname === '/panel') {
       const origin = `http://${req.headers.host}`;
-      const panel = (url.searchParams.get('kind') ?? 'redundancy') as WebviewPage;
+      const panel = (url.searchParams.get('kind') ?? 'redundancy') as WebviewPage | FormKind;
       const theme = (url.searchParams.get('theme') ?? 'dark') as HarnessTheme;
       const nonce = crypto.randomBytes(16).toString('base64');
-      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/${panel === ASK_PAGE ? 'askWebview' : 'webview'}.js`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
+      // The run forms and the sweep's chart are dist/forms.js, the ask page dist/askWebview.js, as the host serves them.
+      const script = (FORM_KINDS as readonly string[]).includes(panel) ? 'forms.js' : panel === ASK_PAGE ? 'askWebview.js' : 'webview.js';
+      let html = webviewHtml({ cspSource: origin, nonce, scriptUri: `${origin}/dist/${script}`, styleUri: `${origin}/media/webview.css`, panel, title: `Short-LVLM ${panel}` });
       // What VS Code adds around our page: its default styles and the API shim.
       html = html.replace('<link rel="stylesheet"', `<link rel="stylesheet" href="${origin}/harness.css">\n<link rel="stylesheet"`);
       html = html.replace('<script nonce=', `<script nonce="${nonce}" src="${origin}/harness.js?theme=${theme}"></script>\n<script nonce=`);
@@ -116,7 +118,7 @@ export interface PanelPage {
   consoleErrors: string[];
   /** Messages the webview posted to the (fake) host. */
   messages(): Promise<{ type: string; [k: string]: unknown }[]>;
-  send(msg: HostToWebview | HostToAsk): Promise<void>;
+  send(msg: HostToWebview | HostToAsk | HostToForm): Promise<void>;
   /** CSP violations + page errors + console errors recorded in the page. */
   problems(): Promise<string[]>;
 }
@@ -124,7 +126,7 @@ export interface PanelPage {
 export async function openPanel(
   browser: Browser,
   origin: string,
-  panel: WebviewPage,
+  panel: WebviewPage | FormKind,
   theme: HarnessTheme,
   opts: { width?: number; height?: number; images?: Record<number, string> } = {},
 ): Promise<PanelPage> {

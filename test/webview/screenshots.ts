@@ -9,11 +9,24 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { outputName, outputTag } from '../../src/protocol/files';
 import type { PanelKind } from '../../src/protocol/messages';
 import type { Browser } from 'playwright-core';
+import { DEFAULT_PRUNE_OPTIONS } from '../../src/protocol/options';
 import { askScreenshot, makeAskFixture } from './askFixture';
 import { Fixtures, makeFixtures } from './fixtures';
-import { launchChromium, openPanel, REPO, startServer } from './harness';
+import { serveForm } from './formHost';
+import { launchChromium, openPanel, PanelPage, REPO, startServer } from './harness';
+
+/** A full-page screenshot once the page has settled, refused if the page logged a problem. */
+async function capture(p: PanelPage, what: string, file: string): Promise<string> {
+  await p.page.waitForTimeout(150);
+  const problems = await p.problems();
+  if (problems.length) throw new Error(`${what}: ${problems.join('; ')}`);
+  await p.page.screenshot({ path: file, fullPage: true });
+  await p.page.close();
+  return file;
+}
 
 /**
  * Linked selection (issue 15): the redundancy panel after a layer was selected elsewhere (the
@@ -51,13 +64,7 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
         const p = await openPanel(browser, server.origin, panel, theme, { width: 1100, height: 800, images: fx.images });
         await p.send({ type: 'show', panel, report: fx.report, benchmark: panel === 'benchmark' ? fx.benchmarkWithSweep : undefined });
         if (panel === 'tokens') await p.page.waitForSelector('#patch-figure.has-image');
-        await p.page.waitForTimeout(150);
-        const problems = await p.problems();
-        if (problems.length) throw new Error(`${panel}/${theme}: ${problems.join('; ')}`);
-        const file = path.join(outDir, `${prefix}${panel}-${theme}.png`);
-        await p.page.screenshot({ path: file, fullPage: true });
-        written.push(file);
-        await p.page.close();
+        written.push(await capture(p, `${panel}/${theme}`, path.join(outDir, `${prefix}${panel}-${theme}.png`)));
       }
       const p = await openPanel(browser, server.origin, 'redundancy', theme, { width: 1100, height: 800, images: fx.images });
       await p.send({ type: 'show', panel: 'redundancy', report: fx.greedyReport! });
@@ -86,7 +93,40 @@ export async function takeScreenshots(outDir = path.join(REPO, 'docs', 'screensh
   return written;
 }
 
-if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
+// ---- issue 15: the prune form, light and dark (docs/screenshots/form-{light,dark}.png), its
+// checks answered by the engine's checkRun:  node out/test/webview/screenshots.js --forms [outDir]
+export async function takeFormScreenshots(outDir = path.join(REPO, 'docs', 'screenshots')): Promise<string[]> {
+  fs.mkdirSync(outDir, { recursive: true });
+  const server = await startServer();
+  const browser = await launchChromium();
+  const written: string[] = [];
+  try {
+    for (const theme of ['light', 'dark'] as const) {
+      const p = await openPanel(browser, server.origin, 'pruneForm', theme, { width: 1100, height: 900 });
+      // Light: ready to run; dark: a ratio out of range, so Run is disabled and says why.
+      const d = DEFAULT_PRUNE_OPTIONS;
+      const fields = { model: path.join(REPO, 'models', 'tiny-llava'), calib: path.join(REPO, 'data', 'tiny-vqa', 'calib.json'), out: path.join(REPO, 'models', outputName('tiny-llava', outputTag(d))), target: 'ratio', targetValue: theme === 'light' ? String(d.ratio) : '0.6', method: d.method, scp: 'true', compensation: 'auto', samples: '' };
+      const host = await serveForm(p, 'pruneForm', fields);
+      await p.page.waitForFunction(() => document.querySelectorAll('.thumb img').length > 0 && !document.getElementById('reasons')!.textContent!.includes('Checking'));
+      host.stop();
+      written.push(await capture(p, `form/${theme}`, path.join(outDir, `form-${theme}.png`)));
+    }
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+  return written;
+}
+
+if (require.main === module && !process.env.NODE_TEST_CONTEXT && process.argv[2] === '--forms') {
+  takeFormScreenshots(process.argv[3]).then(
+    (files) => console.log(files.map((f) => path.relative(REPO, f)).join('\n')),
+    (e) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+} else if (require.main === module && !process.env.NODE_TEST_CONTEXT) {
   takeScreenshots(process.argv[2], process.argv[3], process.argv[4]).then(
     (files) => console.log(files.map((f) => path.relative(REPO, f)).join('\n')),
     (e) => {

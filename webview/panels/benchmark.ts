@@ -160,7 +160,7 @@ function byRatio(rows: SweepRow[], f: (accs: number[]) => number): { x: number; 
   return [...m.entries()].sort((a, b) => a[0] - b[0]).map(([x, a]) => ({ x, y: f(a) }));
 }
 
-function sweepSection(ctx: PanelContext, sweep: SweepRow[], fullAcc?: number): HTMLElement {
+export function sweepSection(ctx: Pick<PanelContext, 'theme'>, sweep: SweepRow[], fullAcc?: number): HTMLElement {
   const t = ctx.theme;
   const colors = palette(t);
   const { methods, random, exhaustive } = sweepSeries(sweep);

@@ -10,7 +10,7 @@ import { CalibrationSession } from '../method/calibrate';
 import { compensate } from '../method/scp';
 import { lsCompensate } from '../method/lsCompensation';
 import { compareLogits, encodePrompts, greedyCurve, Measured, measureSet, splitHoldout, TrialRunner } from '../method/outputAware';
-import { Compensation, CurvePoint } from '../../protocol/report';
+import { Compensation } from '../../protocol/report';
 import { DEFAULT_HOLDOUT, DEFAULT_LS_RIDGE, DEFAULT_OPTIONS, JobHooks, planFromStats, runCalibration } from '../method/shortLvlm';
 import { defaultCandidates, layersToRemove, pairPartners, selectRandom } from '../method/selection';
 import { removeLayers } from '../graph/surgery';
@@ -19,39 +19,16 @@ import { openPackage } from '../package/modelPackage';
 import { argmax, DecoderRunner } from '../runtime/decoderRunner';
 import { Feeds } from '../runtime/ort';
 import { ModelProto } from '../onnx/proto';
-import type { RunOptions } from '../../protocol/engineApi';
+import type { SweepArgs, SweepOutcome } from '../../protocol/engineApi';
 import { checkAgainstModel } from '../../protocol/options';
 import { Method, PruneOptions, relativeAccuracy, SweepRow } from '../../protocol/report';
 import { klFromLogits } from './evaluate';
 import { table } from './format';
 
-export interface SweepArgs extends RunOptions {
-  model: string;
-  calib: string;
-  eval: string;
-  ratios: number[];
-  methods?: string[];
-  randomSeeds?: number;
-  exhaustiveLimit?: number;
-  samples?: number;
-  evalSamples?: number;
-}
+export type { SweepArgs };
 
-export interface SweepResult {
-  model: string;
-  numLayers: number;
-  candidates: [number, number];
-  calibSamples: number;
-  evalItems: number;
-  full: { accuracy: number; families: Record<string, number> };
-  rows: SweepRow[];
-  /** Cost of each greedy search run for the sweep (one run serves every ratio: its order is a prefix chain). */
-  greedy?: Record<string, { candidates: [number, number]; seconds: number; trials: number; forwardPassesPerSample: number; curve: CurvePoint[] }>;
-  exhaustive: Record<string, { subsets: number; best: SweepRow; worst: SweepRow; mean: number }>;
-  random: Record<string, { seeds: number; mean: number; sd: number }>;
-  table: string;
-  seconds: number;
-}
+/** The sweep's result, as the engine API declares it. */
+export type SweepResult = SweepOutcome;
 
 interface MethodSpec {
   method: Method;
