@@ -157,6 +157,16 @@ async function palette(title) {
   await page.keyboard.type(`>${title}`.slice(1));
   const row = widget.locator('.monaco-list-row', { hasText: title }).first();
   await waitFor(`palette entry "${title}"`, () => row.isVisible(), 10000);
+  // Another command whose title contains this one ("Prune Model..." / "Prune Model (Form)...")
+  // may be ranked first: run the row whose label is exactly the title when there is one.
+  const rows = widget.locator('.monaco-list-row');
+  for (let i = 0, n = await rows.count(); i < n; i++) {
+    const label = rows.nth(i).locator('.label-name').first();
+    if ((await label.count()) && (await label.innerText().catch(() => '')).trim() === title) {
+      await rows.nth(i).click();
+      return;
+    }
+  }
   await page.keyboard.press('Enter');
 }
 
