@@ -720,7 +720,7 @@ async function main() {
     const item = page.locator('.statusbar-item', { hasText: 'Short-LVLM: pruning tiny-llava' });
     const text = await waitFor('the status-bar item with the stage', async () => {
       const s = (await item.count()) ? await item.first().innerText() : '';
-      return /calibrate \d+\/\d+/.test(s) && s;
+      return /pruning tiny-llava · [a-z ]+ \d+\/\d+/.test(s) && s; // any stage: calibration itself may take a second
     }, 90000, 200);
     say(`  status bar: ${text.replace(/\s+/g, ' ')}`);
     // A second prune while this one runs: a notice naming the running job.
