@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-browser
+# The integration tools first: a few unit tests read code-server's bundle (the codicon list).
+if [ -f test/integration/run.mjs ]; then
+  bash test/integration/setup.sh
+fi
 npm test
 # Every command the README shows: the engine's run verbatim, the others checked to be run above or below.
 node scripts/readme-commands.mjs
